@@ -1,0 +1,173 @@
+"""The SDK: a thin, typed wrapper over the generated stub that adds the token, raises the
+message size limit to match the server, makes Submit safe to retry, and waits for results."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from ocr.v1 import ocr_pb2, ocr_pb2_grpc
+
+DEFAULT_TARGET = "localhost:50051"
+MIB = 1024 * 1024
+FINAL_STATES = frozenset(
+    {
+        ocr_pb2.TASK_STATE_COMPLETED,
+        ocr_pb2.TASK_STATE_FAILED,
+        ocr_pb2.TASK_STATE_CANCELLED,
+    }
+)
+
+# Retry only UNAVAILABLE (server restarting, connection dropped). Submit is safe to retry
+# because the client always sends a request_id.
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "ocr.v1.OcrService"}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class TaskFailedError(Exception):
+    """recognize() ended in FAILED or CANCELLED; `task` holds the final state and error."""
+
+    def __init__(self, task: ocr_pb2.Task) -> None:
+        state = ocr_pb2.TaskState.Name(task.state).removeprefix("TASK_STATE_")
+        detail = f": {task.error.message}" if task.error.message else ""
+        super().__init__(f"task {task.task_id} {state}{detail}")
+        self.task = task
+
+
+class OcrClient:
+    """Talks to one OCR server. Thread-safe; close it (or use `with`) when done."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        token: str | None = None,
+        *,
+        max_message_mb: int = 64,
+        timeout: float = 60.0,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        options = [
+            ("grpc.max_send_message_length", max_message_mb * MIB),
+            ("grpc.max_receive_message_length", max_message_mb * MIB),
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+        ]
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        self._stub = ocr_pb2_grpc.OcrServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._timeout = timeout
+
+    def __enter__(self) -> OcrClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def submit(
+        self,
+        document: bytes | str | Path,
+        *,
+        language: str = "",
+        profile: str = "",
+        pages: str = "",
+        dpi: int = 0,
+        request_id: str | None = None,
+        filename: str = "",
+    ) -> ocr_pb2.Task:
+        """Queue a document (bytes or a path); returns the PENDING task at once."""
+        if isinstance(document, str | Path):
+            path = Path(document)
+            content = path.read_bytes()
+            filename = filename or path.name
+        else:
+            content = document
+        request = ocr_pb2.SubmitRequest(
+            content=content,
+            settings=ocr_pb2.RecognitionSettings(
+                language=language, profile=profile, pages=pages, dpi=dpi
+            ),
+            request_id=request_id if request_id is not None else uuid.uuid4().hex,
+            filename=filename,
+        )
+        response = self._stub.Submit(request, timeout=self._timeout, metadata=self._metadata)
+        return response.task
+
+    def status(self, task_id: str) -> ocr_pb2.Task:
+        """The task's state and progress (never the result)."""
+        request = ocr_pb2.GetTaskStatusRequest(task_id=task_id)
+        return self._stub.GetTaskStatus(
+            request, timeout=self._timeout, metadata=self._metadata
+        ).task
+
+    def result(self, task_id: str) -> ocr_pb2.GetResultResponse:
+        """The task and, once COMPLETED, its result (`response.HasField("result")`)."""
+        request = ocr_pb2.GetResultRequest(task_id=task_id)
+        return self._stub.GetResult(request, timeout=self._timeout, metadata=self._metadata)
+
+    def cancel(self, task_id: str) -> ocr_pb2.Task:
+        request = ocr_pb2.CancelRequest(task_id=task_id)
+        return self._stub.Cancel(request, timeout=self._timeout, metadata=self._metadata).task
+
+    def watch(self, task_id: str, timeout: float | None = None) -> Iterator[ocr_pb2.Task]:
+        """Every change of the task until it ends (the stream closes after a final state)."""
+        request = ocr_pb2.WatchTaskRequest(task_id=task_id)
+        for response in self._stub.WatchTask(request, timeout=timeout, metadata=self._metadata):
+            yield response.task
+
+    def capabilities(self) -> ocr_pb2.GetCapabilitiesResponse:
+        request = ocr_pb2.GetCapabilitiesRequest()
+        return self._stub.GetCapabilities(request, timeout=self._timeout, metadata=self._metadata)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> ocr_pb2.Task:
+        """Follow the watch stream until the task ends; return its final state."""
+        task = self.status(task_id)
+        for task in self.watch(task_id, timeout=timeout):
+            if task.state in FINAL_STATES:
+                break
+        return task
+
+    def recognize(
+        self,
+        document: bytes | str | Path,
+        *,
+        timeout: float | None = None,
+        language: str = "",
+        profile: str = "",
+        pages: str = "",
+        dpi: int = 0,
+    ) -> ocr_pb2.OcrResult:
+        """Submit, wait, and return the result; TaskFailedError if it fails or is cancelled."""
+        task = self.submit(document, language=language, profile=profile, pages=pages, dpi=dpi)
+        task = self.wait(task.task_id, timeout=timeout)
+        if task.state != ocr_pb2.TASK_STATE_COMPLETED:
+            raise TaskFailedError(task)
+        return self.result(task.task_id).result

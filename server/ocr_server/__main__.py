@@ -1,0 +1,3 @@
+from ocr_server.cli import main
+
+main()

@@ -1,0 +1,187 @@
+"""Wires the server together and runs it until SIGTERM or SIGINT.
+
+Order matters: worker processes are spawned before any gRPC object exists (gRPC and fork do
+not mix); health says NOT_SERVING until every worker has loaded its engine; at shutdown health
+goes NOT_SERVING first, Submit is refused, pages in flight finish or go back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from ocr.v1 import ocr_pb2, ocr_pb2_grpc
+
+from ocr_server.auth import AuthInterceptor, load_registry
+from ocr_server.capabilities import Capabilities
+from ocr_server.config import ServerConfig
+from ocr_server.documents import DocumentLimits
+from ocr_server.events import TaskEvents
+from ocr_server.pool import WorkerPool
+from ocr_server.scheduler import Scheduler
+from ocr_server.service import OcrServicer
+from ocr_server.store import TaskStore
+from ocr_server.tasks import ManagerLimits, TaskManager
+from ocr_server.worker import WorkerConfig
+
+log = logging.getLogger("ocr_server")
+
+SERVICE_NAME = ocr_pb2.DESCRIPTOR.services_by_name["OcrService"].full_name
+MIB = 1024 * 1024
+ENGINE_LOAD_TIMEOUT = 600.0
+
+
+class OcrServer:
+    """The running service: store, worker pool, task manager and gRPC server."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stopped = threading.Event()
+        self.failure: str | None = None
+        limits = DocumentLimits(max_pixels=config.max_pixels, max_pages=config.max_pages)
+        self.pool = WorkerPool(
+            size=config.workers,
+            config=WorkerConfig(
+                model_dir=config.model_dir,
+                default_profile=config.default_profile,
+                engine=config.engine,
+                fake_rules=config.fake_rules,
+                state_dir=config.data_dir,
+                limits=limits,
+            ),
+            page_timeout=config.page_timeout,
+            recycle_after=config.recycle_after,
+        )
+        self.pool.start()  # before any gRPC object
+        self.tokens = load_registry(config.tokens, config.tokens_file, config.data_dir)
+        self.store = TaskStore(config.data_dir / "store", max_bytes=config.max_store_mb * MIB)
+        self.events = TaskEvents()
+        self.capabilities = Capabilities.discover(
+            config.model_dir, config.default_profile, fake_engine=config.engine == "fake"
+        )
+        if config.default_profile not in self.capabilities.installed_profiles:
+            raise SystemExit(
+                f"the default profile {config.default_profile!r} has no models in "
+                f"{config.model_dir}; run scripts/setup or set OCR_MODEL_DIR"
+            )
+        self.manager = TaskManager(
+            store=self.store,
+            scheduler=Scheduler(max_active=2 * config.workers),
+            events=self.events,
+            capabilities=self.capabilities,
+            limits=ManagerLimits(
+                result_ttl=config.result_ttl, max_queue=config.max_queue, documents=limits
+            ),
+            wake_workers=self.pool.wake,
+        )
+        self.health = health.HealthServicer()
+        self.grpc_server = self._build_grpc_server()
+
+    def _build_grpc_server(self) -> grpc.Server:
+        config = self.config
+        max_bytes = config.max_message_mb * MIB
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.rpc_threads, thread_name_prefix="rpc"),
+            interceptors=[AuthInterceptor(self.tokens)],
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_send_message_length", max_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=config.rpc_threads,
+        )
+        servicer = OcrServicer(
+            self.manager,
+            self.events,
+            self.tokens,
+            self.capabilities,
+            info={
+                "max_message_bytes": max_bytes,
+                "max_pages": config.max_pages,
+                "result_ttl_seconds": int(config.result_ttl),
+            },
+            heartbeat=config.heartbeat,
+        )
+        ocr_pb2_grpc.add_OcrServiceServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if server.add_insecure_port(config.listen) == 0:
+            raise SystemExit(f"cannot listen on {config.listen} (in use, or not an address)")
+        return server
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        self.grpc_server.start()
+        log.info("listening on %s; loading %d workers", self.config.listen, self.config.workers)
+        self.manager.recover()
+        self.pool.run(self.manager)
+        threading.Thread(target=self._become_ready, name="ready", daemon=True).start()
+        threading.Thread(target=self._sweep_loop, name="sweeper", daemon=True).start()
+
+    def _become_ready(self) -> None:
+        try:
+            self.pool.wait_ready(ENGINE_LOAD_TIMEOUT)
+        except Exception as exc:
+            self.failure = str(exc)
+            log.error("cannot serve: %s", exc)
+            self.stop()
+            return
+        if not self._stopped.is_set():
+            self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            log.info("serving: %d workers ready", self.config.workers)
+
+    def _sweep_loop(self) -> None:
+        while not self._stopped.wait(self.config.sweep_interval):
+            try:
+                self.manager.sweep()
+            except Exception:
+                log.exception("sweeping expired tasks failed; will try again")
+
+    def stop(self) -> None:
+        """Graceful: NOT_SERVING, refuse submissions, finish or requeue pages, exit."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        log.info("shutting down: draining for up to %.0f s", self.config.shutdown_grace)
+        self.health.enter_graceful_shutdown()
+        self.manager.stop_accepting()
+        self.pool.drain(self.config.shutdown_grace)
+        self.pool.stop()
+        self.manager.requeue_unfinished()
+        self.grpc_server.stop(grace=2).wait()
+        self.store.close()
+        log.info("stopped")
+
+    def wait(self) -> None:
+        self.grpc_server.wait_for_termination()
+        self._stopped.wait()
+
+
+def serve(config: ServerConfig) -> None:
+    server = OcrServer(config)
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        threading.Thread(target=lambda: (server.stop(), done.set()), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    server.wait()
+    done.wait(timeout=60)
+    if server.failure:
+        raise SystemExit(f"ocr-server: {server.failure}")

@@ -1,0 +1,108 @@
+"""Server configuration: command-line flags, each with an OCR_* environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocr_server.engines.profiles import DEFAULT_PROFILE, PROFILES
+
+DAY = 24 * 3600
+
+
+def parse_duration(text: str) -> float:
+    """'86400', '24h', '30m', '15s', '1.5h' -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 24h, 30m or 90s")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": DAY}[match.group(2)]
+    return float(match.group(1)) * unit
+
+
+def default_model_dir() -> Path:
+    """Where scripts/setup installs the models: inside the environment that runs the server."""
+    return Path(sys.prefix) / "share" / "ocr-models"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str
+    data_dir: Path
+    workers: int
+    result_ttl: float
+    max_queue: int
+    max_message_mb: int
+    model_dir: Path
+    default_profile: str
+    tokens: str
+    tokens_file: Path | None
+    page_timeout: float
+    recycle_after: int
+    max_pages: int
+    max_pixels: int
+    max_store_mb: int
+    rpc_threads: int
+    heartbeat: float
+    sweep_interval: float
+    shutdown_grace: float
+    engine: str
+    fake_rules: str
+    log_level: str
+
+
+# (flag, env suffix, type, default, help)
+_OPTIONS: list[tuple[str, type | object, object, str]] = [
+    ("listen", str, "127.0.0.1:50051", "address to serve on (host:port)"),
+    ("data-dir", Path, Path("data"), "task store, queue and documents"),
+    ("workers", int, os.cpu_count() or 1, "worker processes (one PaddleOCR engine each)"),
+    ("result-ttl", parse_duration, "24h", "how long tasks and results are kept"),
+    ("max-queue", int, 1000, "most tasks waiting at once; more are RESOURCE_EXHAUSTED"),
+    ("max-message-mb", int, 64, "largest request message (the document) in MiB"),
+    ("model-dir", Path, default_model_dir(), "PaddleX model directories"),
+    ("default-profile", str, DEFAULT_PROFILE, "profile used when a request names none"),
+    ("tokens", str, "", "tenant=token pairs, comma-separated (prefer --tokens-file)"),
+    ("tokens-file", Path, None, "file of 'tenant:sha256-hex' lines"),
+    ("page-timeout", parse_duration, "120s", "a page taking longer kills its worker"),
+    ("recycle-after", int, 500, "replace a worker after this many pages (0: never)"),
+    ("max-pages", int, 2000, "most pages in one document"),
+    ("max-pixels", int, 100_000_000, "most pixels in one page"),
+    ("max-store-mb", int, 10_240, "task store size limit; Submit is refused beyond it"),
+    ("rpc-threads", int, 256, "gRPC handler threads (each open WatchTask holds one)"),
+    ("heartbeat", parse_duration, "15s", "WatchTask repeats the status this often when idle"),
+    ("sweep-interval", parse_duration, "5m", "how often expired entries are deleted"),
+    ("shutdown-grace", parse_duration, "30s", "time for pages in flight at SIGTERM"),
+    ("engine", str, "paddle", "'paddle' (PaddleOCR) or 'fake' (fault injection for tests)"),
+    ("fake-rules", str, "", "behaviour of the fake engine (tests only)"),
+    ("log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    parser = argparse.ArgumentParser(
+        prog="ocr-server",
+        description="OCR service: gRPC API, persistent queue, PaddleOCR worker pool. "
+        "Every flag can also be set as OCR_<FLAG> in the environment (e.g. OCR_WORKERS=2).",
+    )
+    for flag, kind, default, help_text in _OPTIONS:
+        env = "OCR_" + flag.upper().replace("-", "_")
+        value = os.environ.get(env, default)
+        if isinstance(value, str) and callable(kind) and kind is not str:
+            try:
+                value = kind(value)
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                parser.error(f"{env}={value!r}: {exc}")
+        parser.add_argument(
+            f"--{flag}", type=kind, default=value, help=f"{help_text} [{env}, default {default}]"
+        )  # type: ignore[call-overload]
+    args = parser.parse_args(argv)
+    if args.default_profile not in PROFILES:
+        parser.error(f"--default-profile must be one of {', '.join(PROFILES)}")
+    if args.engine not in ("paddle", "fake"):
+        parser.error("--engine must be 'paddle' or 'fake'")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    return ServerConfig(**{key: value for key, value in vars(args).items()})

@@ -1,0 +1,2 @@
+"""OCR engines: one small contract (`base.OcrEngine`), the PaddleOCR adapter, and
+fault-injection engines for tests."""

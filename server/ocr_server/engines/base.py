@@ -1,0 +1,33 @@
+"""The engine contract: what a worker needs from an OCR engine, nothing more.
+
+Only plain data crosses the process boundary, so results are small frozen dataclasses that
+pickle cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]
+"""An RGB page image, height x width x 3."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecognizedLine:
+    """One text line: its text, the recogniser's confidence and its outline in page pixels."""
+
+    text: str
+    confidence: float
+    polygon: tuple[tuple[float, float], ...]
+
+
+class OcrEngine(Protocol):
+    """Recognises the text lines on one page image. Instances need not be thread-safe."""
+
+    def recognize(self, image: Image) -> list[RecognizedLine]:
+        """Return the lines found on the page, in any order (layout orders them)."""
+        ...

@@ -1,0 +1,49 @@
+"""Fault-injection engine for tests: crashes, hangs, slowness and errors on demand.
+
+Never the proof that recognition works (the tests run real PaddleOCR for that); it lets tests
+provoke faults that a real engine cannot be made to produce on cue. Rules pick a behaviour by
+the page image's width, so one server can hold a crashing task beside healthy ones:
+
+    OCR_FAKE_RULES="default=slow:0.2,777=crash-once,778=hang,779=crash,780=error"
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from ocr_server.engines.base import Image, RecognizedLine
+
+
+class FakeEngine:
+    def __init__(self, rules: str, state_dir: Path) -> None:
+        self._rules: dict[str, str] = {}
+        for rule in filter(None, (r.strip() for r in rules.split(","))):
+            key, _, behaviour = rule.partition("=")
+            self._rules[key.strip()] = behaviour.strip()
+        self._state_dir = state_dir
+
+    def recognize(self, image: Image) -> list[RecognizedLine]:
+        height, width = image.shape[:2]
+        behaviour = self._rules.get(str(width), self._rules.get("default", "echo"))
+        name, _, argument = behaviour.partition(":")
+        if name == "slow":
+            time.sleep(float(argument or 1))
+        elif name == "hang":
+            while True:
+                time.sleep(3600)
+        elif name == "crash" or (name == "crash-once" and self._first_time(width)):
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif name == "error":
+            raise RuntimeError("fake engine error")
+        box = ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height)))
+        return [RecognizedLine(text=f"fake page {width}x{height}", confidence=1.0, polygon=box)]
+
+    def _first_time(self, width: int) -> bool:
+        marker = self._state_dir / f"fake-crashed-{width}"
+        if marker.exists():
+            return False
+        marker.touch()
+        return True

@@ -1,0 +1,70 @@
+"""Task change notifications for WatchTask: each watcher has a queue of task snapshots.
+
+Publishers (the task manager) hand over immutable snapshots, so a watcher sees every change in
+order; a watcher that goes away unsubscribes and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import defaultdict
+
+from ocr_server.models import TaskRecord
+
+Snapshot = tuple[TaskRecord, int]
+"""A copy of the task record and its queue position at the time of the change."""
+
+
+class Subscription:
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self._queue: queue.SimpleQueue[Snapshot | None] = queue.SimpleQueue()
+
+    def put(self, snapshot: Snapshot) -> None:
+        self._queue.put(snapshot)
+
+    def get(self, timeout: float) -> Snapshot | None:
+        """Next change; raises queue.Empty after `timeout`; None once closed."""
+        return self._queue.get(timeout=timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+
+class TaskEvents:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, task_id: str) -> Subscription:
+        subscription = Subscription(task_id)
+        with self._lock:
+            self._subscribers[task_id].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            subscribers = self._subscribers.get(subscription.task_id)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscribers[subscription.task_id]
+
+    def is_watched(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._subscribers
+
+    def watched(self) -> list[str]:
+        with self._lock:
+            return list(self._subscribers)
+
+    def watcher_count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subscribers.values())
+
+    def publish(self, task_id: str, snapshot: Snapshot) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers.get(task_id, ()))
+        for subscription in subscribers:
+            subscription.put(snapshot)

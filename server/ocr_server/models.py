@@ -1,0 +1,117 @@
+"""The task domain: states, settings and records, as plain data that is stored as JSON and
+sent between processes. Nothing here knows about gRPC or diskcache."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocr_server.engines.base import RecognizedLine
+
+
+class TaskState(enum.IntEnum):
+    """Mirrors ocr.v1.TaskState (same numbers)."""
+
+    PENDING = 1
+    PROCESSING = 2
+    COMPLETED = 3
+    FAILED = 4
+    CANCELLED = 5
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Recognition settings with the server's defaults filled in."""
+
+    language: str
+    profile: str
+    pages: str
+    dpi: int
+
+
+@dataclass
+class TaskRecord:
+    """A task as stored. Times are Unix seconds; 0 means not yet."""
+
+    task_id: str
+    tenant: str
+    state: TaskState
+    settings: Settings
+    document_type: str
+    page_numbers: list[int]
+    created: float
+    expires: float
+    filename: str = ""
+    request_id: str = ""
+    pages_done: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+    error_code: int = 0
+    error_message: str = ""
+    # Pages whose worker died, each retried once before the task fails.
+    retried_pages: list[int] = field(default_factory=list)
+
+    @property
+    def pages_total(self) -> int:
+        return len(self.page_numbers)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskRecord:
+        data: dict[str, Any] = json.loads(text)
+        data["state"] = TaskState(data["state"])
+        data["settings"] = Settings(**data["settings"])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PageJob:
+    """One page to recognise: everything a worker needs, picklable."""
+
+    job_id: int
+    task_id: str
+    document_path: str
+    document_type: str
+    page_number: int
+    dpi: int
+    profile: str
+    language: str
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """One recognised page, in reading order."""
+
+    page_number: int
+    width: int
+    height: int
+    text: str
+    lines: tuple[RecognizedLine, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PageResult:
+        data: dict[str, Any] = json.loads(text)
+        lines = tuple(
+            RecognizedLine(
+                text=line["text"],
+                confidence=line["confidence"],
+                polygon=tuple((float(x), float(y)) for x, y in line["polygon"]),
+            )
+            for line in data.pop("lines")
+        )
+        return cls(lines=lines, **data)

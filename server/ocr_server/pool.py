@@ -1,0 +1,322 @@
+"""The worker pool: N spawned processes, one page each at a time, kept at full strength.
+
+One dispatcher thread owns the processes. It hands a page to every idle worker, reads results,
+notices deaths (a process sentinel) and pages over their time limit (the worker is killed), and
+replaces any worker that died or has done `recycle_after` pages (PaddleOCR creeps in memory).
+What to run and what a result means is the job source's business (the task manager).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Protocol
+
+from ocr_server.models import PageJob, PageResult
+from ocr_server.worker import WorkerConfig, worker_main
+
+log = logging.getLogger(__name__)
+
+# One thread per worker: 2 workers x 1 thread beat 1 x 2 and 2 x 2 on this class of machine.
+_SINGLE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "FLAGS_cpu_deterministic": "true",
+    "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True",
+}
+
+
+class JobSource(Protocol):
+    """What the pool asks for work and tells about outcomes (called on the pool's thread)."""
+
+    def next_job(self) -> PageJob | None: ...
+
+    def job_done(self, job: PageJob, page: PageResult) -> None: ...
+
+    def job_failed(self, job: PageJob, code: str, message: str) -> None: ...
+
+    def job_lost(self, job: PageJob, reason: str) -> None: ...
+
+
+class WorkerStartError(RuntimeError):
+    """A worker could not load its engine: the server cannot serve."""
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    job: PageJob | None = None
+    job_started: float = 0.0
+    pages_done: int = 0
+    retiring: bool = False
+
+
+class WorkerPool:
+    def __init__(
+        self, size: int, config: WorkerConfig, page_timeout: float, recycle_after: int
+    ) -> None:
+        self.size = size
+        self._config = config
+        self._page_timeout = page_timeout
+        self._recycle_after = recycle_after
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: dict[int, _Worker] = {}
+        self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
+        self._lock = threading.Condition()
+        self._accepting = True
+        self._closing = False
+        self._fatal: str | None = None
+        self._thread: threading.Thread | None = None
+        self._source: JobSource | None = None
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn every worker; call before any gRPC object exists (gRPC and fork do not mix)."""
+        for key, value in _SINGLE_THREAD_ENV.items():
+            os.environ.setdefault(key, value)
+        for index in range(self.size):
+            self._spawn(index)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until every worker has loaded its engine; raise if one cannot."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self._fatal is not None:
+                    raise WorkerStartError(self._fatal)
+                if self.ready_count == self.size:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WorkerStartError(
+                        f"only {self.ready_count} of {self.size} workers loaded their engines "
+                        f"within {timeout:.0f} s"
+                    )
+                self._lock.wait(min(remaining, 0.5))
+
+    def run(self, source: JobSource) -> None:
+        """Start the dispatcher thread that feeds workers from `source`."""
+        self._source = source
+        self._thread = threading.Thread(target=self._loop, name="worker-pool", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tell the dispatcher that new work may be waiting (thread-safe, cheap)."""
+        try:
+            self._wake_writer.send_bytes(b"!")
+        except OSError:
+            pass
+
+    def drain(self, grace: float) -> list[PageJob]:
+        """Stop handing out pages, let pages in flight finish for up to `grace` seconds, then
+        kill the workers still busy and return their unfinished jobs (for the queue)."""
+        with self._lock:
+            self._accepting = False
+        self.wake()
+        deadline = time.monotonic() + grace
+        with self._lock:
+            while self.busy_count and time.monotonic() < deadline:
+                self._lock.wait(min(0.2, max(deadline - time.monotonic(), 0.01)))
+            unfinished = [w.job for w in self._workers.values() if w.job is not None]
+        return unfinished
+
+    def stop(self) -> None:
+        """Stop the dispatcher and every worker (busy ones are killed)."""
+        with self._lock:
+            self._closing = True
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for worker in list(self._workers.values()):
+            try:
+                if worker.job is None:
+                    worker.conn.send(("stop",))
+                else:
+                    worker.process.kill()
+            except OSError:
+                pass
+        for worker in list(self._workers.values()):
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=5)
+
+    # --- state for health and tests ------------------------------------------------------
+
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for w in self._workers.values() if w.ready)
+
+    @property
+    def busy_count(self) -> int:
+        return sum(1 for w in self._workers.values() if w.job is not None)
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return [w.process.pid or 0 for w in self._workers.values()]
+
+    # --- the dispatcher ------------------------------------------------------------------
+
+    def _spawn(self, index: int) -> None:
+        parent_conn, child_conn = self._context.Pipe()
+        process = self._context.Process(
+            target=worker_main,
+            args=(child_conn, self._config),
+            name=f"ocr-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()  # so a dead worker reads as EOF here
+        self._workers[index] = _Worker(index, process, parent_conn)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                if self._accepting:
+                    self._dispatch()
+            waitables: list[object] = [self._wake_reader]
+            for worker in list(self._workers.values()):
+                waitables += [worker.conn, worker.process.sentinel]
+            for ready in wait(waitables, timeout=self._next_timeout()):  # type: ignore[arg-type]
+                if ready is self._wake_reader:
+                    self._drain_wake_pipe()
+                    continue
+                worker = self._owner_of(ready)
+                if worker is not None:
+                    self._service(worker, ready)
+            self._kill_overdue()
+
+    def _dispatch(self) -> None:
+        assert self._source is not None
+        for worker in self._workers.values():
+            if not worker.ready or worker.job is not None or worker.retiring:
+                continue
+            job = self._source.next_job()
+            if job is None:
+                return
+            try:
+                worker.conn.send(("job", job))
+            except OSError:
+                self._source.job_lost(job, "the worker died before it took the page")
+                continue
+            worker.job, worker.job_started = job, time.monotonic()
+
+    def _next_timeout(self) -> float:
+        busy = [w.job_started for w in self._workers.values() if w.job is not None]
+        if not busy:
+            return 1.0
+        return max(0.0, min(busy) + self._page_timeout - time.monotonic())
+
+    def _drain_wake_pipe(self) -> None:
+        while self._wake_reader.poll():
+            self._wake_reader.recv_bytes()
+
+    def _owner_of(self, waitable: object) -> _Worker | None:
+        for worker in self._workers.values():
+            if waitable is worker.conn or waitable == worker.process.sentinel:
+                return worker
+        return None
+
+    def _service(self, worker: _Worker, ready: object) -> None:
+        if ready is worker.conn:
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                self._replace(worker, self._death_reason(worker))
+                return
+            self._handle(worker, message)
+        else:
+            self._replace(worker, self._death_reason(worker))
+
+    def _handle(self, worker: _Worker, message: tuple[object, ...]) -> None:
+        assert self._source is not None
+        kind = message[0]
+        if kind == "ready":
+            with self._lock:
+                worker.ready = True
+                self._lock.notify_all()
+            log.info("worker %d (pid %s) ready", worker.index, message[1])
+            return
+        if kind == "fatal":
+            with self._lock:
+                self._fatal = f"worker {worker.index} could not load its engine: {message[1]}"
+                self._lock.notify_all()
+            log.error("%s", self._fatal)
+            return
+        job, worker.job = worker.job, None
+        if job is None:
+            return
+        worker.pages_done += 1
+        if kind == "done":
+            self._source.job_done(job, message[2])  # type: ignore[arg-type]
+        else:
+            self._source.job_failed(job, str(message[2]), str(message[3]))
+        with self._lock:
+            self._lock.notify_all()
+        if self._recycle_after and worker.pages_done >= self._recycle_after:
+            log.info("recycling worker %d after %d pages", worker.index, worker.pages_done)
+            worker.retiring = True
+            try:
+                worker.conn.send(("stop",))
+            except OSError:
+                pass
+
+    def _death_reason(self, worker: _Worker) -> str:
+        worker.process.join(timeout=5)
+        code = worker.process.exitcode
+        if code is not None and code < 0:
+            return f"the worker process was killed by signal {-code}"
+        return f"the worker process exited with code {code}"
+
+    def _replace(self, worker: _Worker, reason: str) -> None:
+        """A worker ended: report its page (if any) and start a new one in its place."""
+        assert self._source is not None
+        worker.process.join(timeout=5)
+        worker.conn.close()
+        job = worker.job
+        with self._lock:
+            del self._workers[worker.index]
+            closing = self._closing
+        if not worker.retiring:
+            log.warning("worker %d died: %s", worker.index, reason)
+        if job is not None:
+            self._source.job_lost(job, reason)
+        if closing or (self._fatal is not None and not worker.ready):
+            return
+        with self._lock:
+            self._spawn(worker.index)
+            self._lock.notify_all()
+
+    def _kill_overdue(self) -> None:
+        assert self._source is not None
+        now = time.monotonic()
+        for worker in list(self._workers.values()):
+            job = worker.job
+            if job is None or now - worker.job_started < self._page_timeout:
+                continue
+            log.warning(
+                "page %d of task %s passed the %.0f s limit: killing worker %d",
+                job.page_number, job.task_id, self._page_timeout, worker.index,
+            )
+            worker.job = None
+            worker.process.kill()
+            self._source.job_failed(
+                job,
+                "DEADLINE_EXCEEDED",
+                f"page {job.page_number} took longer than the per-page limit of "
+                f"{self._page_timeout:.0f} s; the worker was stopped",
+            )
+            self._replace(worker, "killed after the per-page time limit")

@@ -1,0 +1,91 @@
+"""Which page runs next: a FIFO of waiting tasks and a fair share among started ones.
+
+Pages are the unit of work. Up to `max_active` tasks are started at once and each free worker
+takes a page from the started task that was served least recently, so a long document does not
+block a short one for its whole duration, and a stream of short tasks cannot starve a long one.
+Pure in-memory logic without locks or I/O: the task manager calls it under its own lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _ActiveTask:
+    remaining: deque[int]
+    in_flight: set[int] = field(default_factory=set)
+    last_served: int = -1
+
+
+class Scheduler:
+    def __init__(self, max_active: int) -> None:
+        self._max_active = max(1, max_active)
+        self._pending: OrderedDict[str, list[int]] = OrderedDict()
+        self._active: dict[str, _ActiveTask] = {}
+        self._clock = itertools.count()
+
+    def enqueue(self, task_id: str, pages: list[int]) -> None:
+        """Queue a task behind every other waiting task."""
+        self._pending[task_id] = list(pages)
+
+    def remove(self, task_id: str) -> None:
+        """Forget a task (cancelled, failed or expired); pages in flight are left to finish."""
+        self._pending.pop(task_id, None)
+        self._active.pop(task_id, None)
+
+    def requeue_page(self, task_id: str, page_number: int) -> None:
+        """Put a page whose worker died back at the front of its task."""
+        task = self._active.get(task_id)
+        if task is not None:
+            task.in_flight.discard(page_number)
+            task.remaining.appendleft(page_number)
+
+    def page_finished(self, task_id: str, page_number: int) -> bool:
+        """Record a finished page; True when the task has no page left to run or running."""
+        task = self._active.get(task_id)
+        if task is None:
+            return False
+        task.in_flight.discard(page_number)
+        if not task.remaining and not task.in_flight:
+            del self._active[task_id]
+            return True
+        return False
+
+    def next_page(self) -> tuple[str, int] | None:
+        """(task id, page number) a free worker should take now, or None if nothing waits."""
+        candidates = [(t.last_served, tid) for tid, t in self._active.items() if t.remaining]
+        if not candidates or len(self._active) < self._max_active:
+            if self._pending:
+                task_id, pages = self._pending.popitem(last=False)
+                self._active[task_id] = _ActiveTask(remaining=deque(pages))
+                candidates.append((-1, task_id))  # served never: goes first
+        if not candidates:
+            return None
+        _, task_id = min(candidates)
+        task = self._active[task_id]
+        page = task.remaining.popleft()
+        task.in_flight.add(page)
+        task.last_served = next(self._clock)
+        return task_id, page
+
+    def queue_position(self, task_id: str) -> int:
+        """1 for the next task to start, 0 when the task is not waiting."""
+        if task_id not in self._pending:
+            return 0
+        for position, waiting in enumerate(self._pending, start=1):
+            if waiting == task_id:
+                return position
+        return 0
+
+    def waiting_ids(self) -> list[str]:
+        return list(self._pending)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def is_running(self, task_id: str) -> bool:
+        return task_id in self._active

@@ -1,0 +1,103 @@
+"""The worker process: loads its engines once, then recognises one page per job.
+
+Started with the spawn method before any gRPC object exists. It talks to the pool over one
+pipe and sends back only plain data. It ignores SIGINT (the server decides when workers stop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from ocr_server.documents import DocumentLimits, load_page
+from ocr_server.engines.base import OcrEngine
+from ocr_server.engines.profiles import PROFILES
+from ocr_server.errors import InvalidDocumentError
+from ocr_server.layout import order_lines, page_text
+from ocr_server.models import PageJob, PageResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs to build its engines; picklable."""
+
+    model_dir: Path
+    default_profile: str
+    engine: str = "paddle"  # or "fake" (tests only)
+    fake_rules: str = ""
+    state_dir: Path = Path()
+    limits: DocumentLimits = field(default_factory=DocumentLimits)
+
+
+class EngineCache:
+    """One engine per profile, built on first use (the default one at start-up)."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self._config = config
+        self._engines: dict[str, OcrEngine] = {}
+
+    def get(self, profile: str) -> OcrEngine:
+        if profile not in self._engines:
+            self._engines[profile] = self._build(profile)
+        return self._engines[profile]
+
+    def _build(self, profile: str) -> OcrEngine:
+        if self._config.engine == "fake":
+            from ocr_server.engines.fake import FakeEngine
+
+            return FakeEngine(self._config.fake_rules, self._config.state_dir)
+        from ocr_server.engines.paddle import PaddleOcrEngine
+
+        return PaddleOcrEngine(PROFILES[profile], self._config.model_dir)
+
+
+def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> PageResult:
+    image = load_page(
+        Path(job.document_path), job.document_type, job.page_number, job.dpi, limits
+    )
+    height, width = image.shape[:2]
+    rows = order_lines(engines.get(job.profile).recognize(image))
+    return PageResult(
+        page_number=job.page_number,
+        width=width,
+        height=height,
+        text=page_text(rows),
+        lines=tuple(line for row in rows for line in row),
+    )
+
+
+def worker_main(conn: Connection, config: WorkerConfig) -> None:
+    """Process entry point. Messages: in ("job", PageJob) | ("stop",); out ("ready", pid) |
+    ("fatal", message) | ("done", job_id, PageResult) | ("failed", job_id, code, message)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format=f"worker {os.getpid()}: %(message)s")
+    engines = EngineCache(config)
+    try:
+        engines.get(config.default_profile)
+    except Exception as exc:  # any load failure is fatal for this worker, and said so
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the server went away
+        if message[0] == "stop":
+            return
+        job: PageJob = message[1]
+        try:
+            conn.send(("done", job.job_id, recognize_page(job, engines, config.limits)))
+        except InvalidDocumentError as exc:
+            conn.send(("failed", job.job_id, "INVALID_ARGUMENT", str(exc)))
+        except Exception as exc:  # the worker survives; the task fails with the reason
+            log.exception("page %d of task %s failed", job.page_number, job.task_id)
+            conn.send(
+                ("failed", job.job_id, "INTERNAL", f"recognition failed: {type(exc).__name__}: {exc}")
+            )
