@@ -61,13 +61,19 @@ def _render_result(result: ocr_pb2.OcrResult, fmt: str) -> str:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:
-    return {"language": args.language, "profile": args.profile, "pages": args.pages, "dpi": args.dpi}
+    return {
+        "language": args.language,
+        "profile": args.profile,
+        "pages": args.pages,
+        "dpi": args.dpi,
+    }
 
 
 def cmd_recognize(client: OcrClient, args: argparse.Namespace) -> int:
     task = client.submit(args.file, **_settings(args))  # type: ignore[arg-type]
     last = ""
-    for task in client.watch(task.task_id, timeout=args.wait):
+    for update in client.watch(task.task_id, timeout=args.wait):
+        task = update
         line = _describe(task)
         if not args.quiet and line != last:
             print(f"{task.task_id}: {line}", file=sys.stderr)
@@ -125,8 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-message-mb", type=int, default=64)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[OcrClient, argparse.Namespace], int], help_text: str,
-            fmt: bool = True) -> argparse.ArgumentParser:
+    def add(
+        name: str,
+        handler: Callable[[OcrClient, argparse.Namespace], int],
+        help_text: str,
+        fmt: bool = True,
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(handler=handler)
         if fmt:
@@ -170,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with OcrClient(
-            args.target, _token(args.token), timeout=args.timeout,
+            args.target,
+            _token(args.token),
+            timeout=args.timeout,
             max_message_mb=args.max_message_mb,
         ) as client:
             code: int = args.handler(client, args)

@@ -121,7 +121,7 @@ class OcrServer:
 
     def _set_health(self, status: int) -> None:
         for name in ("", SERVICE_NAME):
-            self.health.set(name, status)  # type: ignore[arg-type]
+            self.health.set(name, status)
 
     def start(self) -> None:
         self.grpc_server.start()
@@ -174,9 +174,13 @@ def serve(config: ServerConfig) -> None:
     server = OcrServer(config)
     done = threading.Event()
 
+    def stop_and_signal_done() -> None:
+        server.stop()
+        done.set()
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
-        threading.Thread(target=lambda: (server.stop(), done.set()), daemon=True).start()
+        threading.Thread(target=stop_and_signal_done, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -14,7 +14,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -22,7 +22,13 @@ log = logging.getLogger(__name__)
 
 PUBLIC_SERVICE_PREFIXES = ("/grpc.health.v1.Health/",)
 DEFAULT_TENANT = "default"
-GENERATED_TOKEN_FILE = "client-token"
+GENERATED_TOKEN_FILE = "client-token"  # noqa: S105 (a file name)
+
+
+if TYPE_CHECKING:  # grpc-stubs types it as generic; at run time it is not subscriptable
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    _Handler = grpc.RpcMethodHandler
 
 
 def hash_token(token: str) -> str:
@@ -98,7 +104,9 @@ def _generated_token(data_dir: Path) -> str:
     if path.is_file():
         token = path.read_text(encoding="utf-8").strip()
         if token:
-            log.warning("no tokens configured: using the token in %s (tenant %r)", path, DEFAULT_TENANT)
+            log.warning(
+                "no tokens configured: using the token in %s (tenant %r)", path, DEFAULT_TENANT
+            )
             return token
     token = secrets.token_urlsafe(32)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +121,7 @@ def _generated_token(data_dir: Path) -> str:
     return token
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
+class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses any call without a valid token before it reaches a handler."""
 
     def __init__(self, registry: TokenRegistry) -> None:
@@ -121,20 +129,20 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> _Handler | None:
         handler = continuation(handler_call_details)
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if handler is None or method.startswith(PUBLIC_SERVICE_PREFIXES):
             return handler
-        metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+        metadata = handler_call_details.invocation_metadata
         if self._registry.tenant_from_metadata(metadata) is not None:
             return handler
         return _refusal(handler)
 
 
-def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _refusal(handler: _Handler) -> _Handler:
     message = "missing or invalid access token: send metadata 'authorization: Bearer <token>'"
 
     def refuse(_request: Any, context: grpc.ServicerContext) -> Any:

@@ -6,8 +6,10 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ocr_server.engines.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -54,8 +56,8 @@ class ServerConfig:
     log_level: str
 
 
-# (flag, env suffix, type, default, help)
-_OPTIONS: list[tuple[str, type | object, object, str]] = [
+# (flag, parser of the text value, default, help)
+_OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("listen", str, "127.0.0.1:50051", "address to serve on (host:port)"),
     ("data-dir", Path, Path("data"), "task store, queue and documents"),
     ("workers", int, os.cpu_count() or 1, "worker processes (one PaddleOCR engine each)"),
@@ -90,14 +92,14 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     for flag, kind, default, help_text in _OPTIONS:
         env = "OCR_" + flag.upper().replace("-", "_")
         value = os.environ.get(env, default)
-        if isinstance(value, str) and callable(kind) and kind is not str:
+        if isinstance(value, str) and kind is not str:
             try:
                 value = kind(value)
             except (ValueError, argparse.ArgumentTypeError) as exc:
                 parser.error(f"{env}={value!r}: {exc}")
         parser.add_argument(
             f"--{flag}", type=kind, default=value, help=f"{help_text} [{env}, default {default}]"
-        )  # type: ignore[call-overload]
+        )
     args = parser.parse_args(argv)
     if args.default_profile not in PROFILES:
         parser.error(f"--default-profile must be one of {', '.join(PROFILES)}")

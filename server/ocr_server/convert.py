@@ -44,9 +44,7 @@ def task_to_proto(record: TaskRecord, queue_position: int = 0) -> ocr_pb2.Task:
         document_type=record.document_type,
     )
     if record.error_code:
-        task.error.CopyFrom(
-            status_pb2.Status(code=record.error_code, message=record.error_message)
-        )
+        task.error.CopyFrom(status_pb2.Status(code=record.error_code, message=record.error_message))
     return task
 
 

@@ -171,7 +171,9 @@ def load_page(
         ) from exc
 
 
-def _rasterise_pdf_page(path: Path, page_number: int, dpi: int, limits: DocumentLimits) -> PageImage:
+def _rasterise_pdf_page(
+    path: Path, page_number: int, dpi: int, limits: DocumentLimits
+) -> PageImage:
     from pdf2image import convert_from_path, pdfinfo_from_path
     from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
 

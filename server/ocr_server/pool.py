@@ -8,6 +8,7 @@ What to run and what a result means is the job source's business (the task manag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -113,10 +114,8 @@ class WorkerPool:
 
     def wake(self) -> None:
         """Tell the dispatcher that new work may be waiting (thread-safe, cheap)."""
-        try:
+        with contextlib.suppress(OSError):
             self._wake_writer.send_bytes(b"!")
-        except OSError:
-            pass
 
     def drain(self, grace: float) -> list[PageJob]:
         """Stop handing out pages, let pages in flight finish for up to `grace` seconds, then
@@ -128,8 +127,7 @@ class WorkerPool:
         with self._lock:
             while self.busy_count and time.monotonic() < deadline:
                 self._lock.wait(min(0.2, max(deadline - time.monotonic(), 0.01)))
-            unfinished = [w.job for w in self._workers.values() if w.job is not None]
-        return unfinished
+            return [w.job for w in self._workers.values() if w.job is not None]
 
     def stop(self) -> None:
         """Stop the dispatcher and every worker (busy ones are killed)."""
@@ -194,9 +192,9 @@ class WorkerPool:
                 if ready is self._wake_reader:
                     self._drain_wake_pipe()
                     continue
-                worker = self._owner_of(ready)
-                if worker is not None:
-                    self._service(worker, ready)
+                owner = self._owner_of(ready)
+                if owner is not None:
+                    self._service(owner, ready)
             self._kill_overdue()
 
     def _dispatch(self) -> None:
@@ -269,10 +267,8 @@ class WorkerPool:
         if self._recycle_after and worker.pages_done >= self._recycle_after:
             log.info("recycling worker %d after %d pages", worker.index, worker.pages_done)
             worker.retiring = True
-            try:
+            with contextlib.suppress(OSError):
                 worker.conn.send(("stop",))
-            except OSError:
-                pass
 
     def _death_reason(self, worker: _Worker) -> str:
         worker.process.join(timeout=5)
@@ -309,7 +305,10 @@ class WorkerPool:
                 continue
             log.warning(
                 "page %d of task %s passed the %.0f s limit: killing worker %d",
-                job.page_number, job.task_id, self._page_timeout, worker.index,
+                job.page_number,
+                job.task_id,
+                self._page_timeout,
+                worker.index,
             )
             worker.job = None
             worker.process.kill()

@@ -57,11 +57,10 @@ class Scheduler:
     def next_page(self) -> tuple[str, int] | None:
         """(task id, page number) a free worker should take now, or None if nothing waits."""
         candidates = [(t.last_served, tid) for tid, t in self._active.items() if t.remaining]
-        if not candidates or len(self._active) < self._max_active:
-            if self._pending:
-                task_id, pages = self._pending.popitem(last=False)
-                self._active[task_id] = _ActiveTask(remaining=deque(pages))
-                candidates.append((-1, task_id))  # served never: goes first
+        if self._pending and (not candidates or len(self._active) < self._max_active):
+            task_id, pages = self._pending.popitem(last=False)
+            self._active[task_id] = _ActiveTask(remaining=deque(pages))
+            candidates.append((-1, task_id))  # never served: goes first
         if not candidates:
             return None
         _, task_id = min(candidates)

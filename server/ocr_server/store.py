@@ -129,7 +129,7 @@ class TaskStore:
 
     def volume(self) -> int:
         """Bytes on disk: the caches plus the documents waiting to be recognised."""
-        caches = sum(
+        caches: int = sum(
             c.volume() for c in (self._tasks, self._pages, self._results, self._request_ids)
         )
         documents = 0
@@ -143,7 +143,7 @@ class TaskStore:
 
     def sweep(self) -> int:
         """Delete expired entries and orphaned documents; return how many entries went."""
-        removed = sum(
+        removed: int = sum(
             c.expire() for c in (self._tasks, self._pages, self._results, self._request_ids)
         )
         for path in self._documents.iterdir():

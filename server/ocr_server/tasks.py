@@ -335,7 +335,9 @@ class TaskManager:
         record.pages_done = len(pages)
         self._finish(record, TaskState.COMPLETED)
 
-    def _finish(self, record: TaskRecord, state: TaskState, code: int = 0, message: str = "") -> None:
+    def _finish(
+        self, record: TaskRecord, state: TaskState, code: int = 0, message: str = ""
+    ) -> None:
         record.state = state
         record.ended = time.time()
         record.error_code, record.error_message = code, message

@@ -58,9 +58,7 @@ class EngineCache:
 
 
 def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> PageResult:
-    image = load_page(
-        Path(job.document_path), job.document_type, job.page_number, job.dpi, limits
-    )
+    image = load_page(Path(job.document_path), job.document_type, job.page_number, job.dpi, limits)
     height, width = image.shape[:2]
     rows = order_lines(engines.get(job.profile).recognize(image))
     return PageResult(
@@ -99,5 +97,10 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         except Exception as exc:  # the worker survives; the task fails with the reason
             log.exception("page %d of task %s failed", job.page_number, job.task_id)
             conn.send(
-                ("failed", job.job_id, "INTERNAL", f"recognition failed: {type(exc).__name__}: {exc}")
+                (
+                    "failed",
+                    job.job_id,
+                    "INTERNAL",
+                    f"recognition failed: {type(exc).__name__}: {exc}",
+                )
             )

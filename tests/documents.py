@@ -1,0 +1,72 @@
+"""Test documents made from the shared evaluation data (never copied into the project)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from PIL import Image
+
+EVAL_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+SROIE = EVAL_DIR / "realset" / "sroie"
+RECEIPTS = ("000", "012", "024")
+
+
+def require_eval() -> None:
+    if not SROIE.is_dir():
+        pytest.skip(
+            f"evaluation data not found at {EVAL_DIR} (needs ../shared/eval beside the repo)"
+        )
+
+
+def scorer() -> ModuleType:
+    """The reference scorer, ../shared/eval/cer.py."""
+    require_eval()
+    spec = importlib.util.spec_from_file_location("eval_cer", EVAL_DIR / "cer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def receipt(name: str) -> Image.Image:
+    require_eval()
+    return Image.open(SROIE / "img" / f"{name}.jpg").convert("RGB")
+
+
+def receipt_truth(name: str) -> str:
+    return (SROIE / "gt" / f"{name}.txt").read_text(encoding="utf-8")
+
+
+def receipt_jpeg(name: str = RECEIPTS[0]) -> bytes:
+    require_eval()
+    return (SROIE / "img" / f"{name}.jpg").read_bytes()
+
+
+def encode(images: list[Image.Image], fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    first, *rest = images
+    if rest:
+        options["save_all"] = True
+        options["append_images"] = rest
+    first.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def receipts_document(fmt: str) -> bytes:
+    """The three receipts as one multi-page TIFF or image-only PDF (200 dpi), or the first
+    as a PNG."""
+    images = [receipt(name) for name in RECEIPTS]
+    if fmt == "PNG":
+        return encode(images[:1], "PNG")
+    if fmt == "TIFF":
+        return encode(images, "TIFF", compression="tiff_lzw")
+    return encode(images, "PDF", resolution=200.0)
+
+
+def cer(truth: str, text: str) -> float:
+    scores = scorer().score(truth, text, ignore_case=True)
+    return float(scores["char_edits"]) / max(1, scores["ref_chars"])
