@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -105,10 +106,8 @@ class ServerProcess:
         self.process.kill()
         self.process.wait(10)
         for pid in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
