@@ -118,7 +118,9 @@ class ServerProcess:
 
     def worker_pids(self) -> list[int]:
         assert self.process is not None
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        out = subprocess.run(  # spawned workers, not multiprocessing's resource tracker
+            ["pgrep", "-P", str(self.process.pid), "-f", "spawn_main"],
+            capture_output=True,
+            text=True,
         ).stdout
         return [int(pid) for pid in out.split()]

@@ -1,0 +1,239 @@
+"""Task life cycle and faults on the real server with the fault-injection engine: cancel,
+expiry, restarts, worker crashes and hangs, scheduling, watch heartbeats, recycling.
+(Recognition itself is proven with real PaddleOCR in test_recognition.py.)"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+from ocr.v1 import ocr_pb2, ocr_pb2_grpc
+from PIL import Image
+
+from tests.documents import encode
+from tests.harness import TOKENS, health_status
+
+PENDING, PROCESSING = ocr_pb2.TASK_STATE_PENDING, ocr_pb2.TASK_STATE_PROCESSING
+COMPLETED, FAILED = ocr_pb2.TASK_STATE_COMPLETED, ocr_pb2.TASK_STATE_FAILED
+CANCELLED = ocr_pb2.TASK_STATE_CANCELLED
+
+
+def blank(width: int = 400, pages: int = 1) -> bytes:
+    """White pages; the fake engine picks its behaviour by the page width."""
+    images = [Image.new("L", (width, 200), 255) for _ in range(pages)]
+    return encode(images, "TIFF") if pages > 1 else encode(images, "PNG")
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_cancel_pending_and_processing(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server("--workers", "1", rules="default=slow:0.5", OCR_WORKERS="1")
+    with server.client() as client:
+        running = client.submit(blank(pages=6))
+        waiting = client.submit(blank())
+        assert client.status(waiting.task_id).queue_position == 1
+        cancelled = client.cancel(waiting.task_id)
+        assert cancelled.state == CANCELLED and cancelled.end_time.seconds
+        assert [t.state for t in client.watch(waiting.task_id)] == [CANCELLED]
+        wait_for(lambda: client.status(running.task_id).pages_done >= 1)
+        stopped = client.cancel(running.task_id)
+        assert stopped.state == CANCELLED
+        time.sleep(1.2)  # the page in flight finishes and is dropped
+        after = client.status(running.task_id)
+        assert after.state == CANCELLED and after.pages_done < 6
+        assert not client.result(running.task_id).HasField("result")
+        # cancelling a task that has ended returns it unchanged
+        again = client.cancel(running.task_id)
+        assert again.state == CANCELLED and again.end_time == stopped.end_time
+        # the worker stayed usable
+        fresh = client.submit(blank())
+        assert client.wait(fresh.task_id, timeout=30).state == COMPLETED
+        assert client.cancel(fresh.task_id).state == COMPLETED
+
+
+def test_expiry_after_short_ttl(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server("--result-ttl", "3s", "--sweep-interval", "1s", rules="default=echo")
+    with server.client() as client:
+        task = client.submit(blank(), request_id="expiring")
+        assert client.wait(task.task_id, timeout=30).state == COMPLETED
+        assert client.result(task.task_id).HasField("result")
+        assert task.expire_time.seconds - task.create_time.seconds == 3
+        time.sleep(4.5)
+        for call in (client.status, client.result, client.cancel):
+            with pytest.raises(grpc.RpcError) as info:
+                call(task.task_id)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        # the idempotency key expired with it
+        assert client.submit(blank(), request_id="expiring").task_id != task.task_id
+    documents = server.data_dir / "store" / "documents"
+    wait_for(lambda: not any(documents.iterdir()), timeout=10)
+
+
+def test_restart_keeps_queued_tasks(make_fake_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "shared-data"
+    server = make_fake_server(
+        "--workers",
+        "1",
+        "--shutdown-grace",
+        "10s",
+        rules="default=slow:0.4",
+        data_dir=data,
+        OCR_WORKERS="1",
+    )
+    with server.client() as client:
+        done = client.submit(blank())
+        assert client.wait(done.task_id, timeout=30).state == COMPLETED
+        before = client.result(done.task_id).result
+        queued = [client.submit(blank(pages=2)).task_id for _ in range(4)]
+        wait_for(lambda: client.status(queued[0]).state == PROCESSING)
+    assert server.terminate() == 0  # graceful: in-flight page finishes, the rest stays queued
+    restarted = make_fake_server(
+        "--workers", "1", rules="default=slow:0.05", data_dir=data, OCR_WORKERS="1"
+    )
+    with restarted.client() as client:
+        for task_id in queued:
+            assert client.wait(task_id, timeout=60).state == COMPLETED
+            assert len(client.result(task_id).result.pages) == 2
+        assert client.result(done.task_id).result == before
+
+
+def test_killed_server_reruns_processing_tasks(make_fake_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "shared-data"
+    server = make_fake_server(rules="default=slow:1", data_dir=data)
+    with server.client() as client:
+        tasks = [client.submit(blank(pages=3)).task_id for _ in range(4)]
+        wait_for(lambda: client.status(tasks[0]).state == PROCESSING)
+    server.kill()
+    restarted = make_fake_server(rules="default=slow:0.05", data_dir=data)
+    with restarted.client() as client:
+        for task_id in tasks:
+            final = client.wait(task_id, timeout=60)
+            assert final.state == COMPLETED
+            assert [p.page_number for p in client.result(task_id).result.pages] == [1, 2, 3]
+
+
+def test_worker_death_is_retried_once(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server(rules="default=slow:0.2,777=crash-once,779=crash")
+    with server.client() as client:
+        healthy = client.submit(blank(pages=4))
+        survivor = client.submit(blank(777))
+        doomed = client.submit(blank(779))
+        assert client.wait(survivor.task_id, timeout=60).state == COMPLETED
+        failed = client.wait(doomed.task_id, timeout=60)
+        assert failed.state == FAILED
+        assert failed.error.code == grpc.StatusCode.ABORTED.value[0]
+        assert "worker died twice" in failed.error.message
+        assert "signal 9" in failed.error.message
+        assert client.wait(healthy.task_id, timeout=60).state == COMPLETED
+        # the pool is back at full strength and serves
+        wait_for(lambda: len(server.worker_pids()) == 2)
+        assert client.wait(client.submit(blank()).task_id, timeout=30).state == COMPLETED
+
+
+def test_hung_page_times_out(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server("--page-timeout", "2s", rules="default=echo,778=hang")
+    with server.client() as client:
+        hung = client.submit(blank(778))
+        final = client.wait(hung.task_id, timeout=60)
+        assert final.state == FAILED
+        assert final.error.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+        assert "per-page limit of 2 s" in final.error.message
+        wait_for(lambda: len(server.worker_pids()) == 2)
+        assert client.wait(client.submit(blank()).task_id, timeout=30).state == COMPLETED
+
+
+def test_engine_error_fails_only_that_task(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server(rules="default=echo,780=error")
+    with server.client() as client:
+        bad = client.wait(client.submit(blank(780)).task_id, timeout=30)
+        good = client.wait(client.submit(blank()).task_id, timeout=30)
+    assert bad.state == FAILED and "fake engine error" in bad.error.message
+    assert good.state == COMPLETED
+
+
+def test_queue_positions_and_watch_sees_every_change(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server("--workers", "1", rules="default=slow:0.5", OCR_WORKERS="1")
+    with server.client() as client:
+        ids = [client.submit(blank()).task_id for _ in range(4)]
+        updates = list(client.watch(ids[-1], timeout=60))
+    positions = [u.queue_position for u in updates if u.state == PENDING]
+    assert positions == sorted(positions, reverse=True) and positions[0] >= 2
+    assert len(set(positions)) >= 2  # it moved up the queue, and the stream said so
+    assert updates[-1].state == COMPLETED
+    assert PROCESSING in [u.state for u in updates]
+
+
+def test_watch_repeats_while_idle(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server("--heartbeat", "0.3s", rules="default=slow:2")
+    with server.client() as client:
+        task = client.submit(blank())
+        stream = client.watch(task.task_id, timeout=30)
+        first_three = [next(stream) for _ in range(3)]
+        assert all(t.task_id == task.task_id for t in first_three)
+        stream.close()  # the client goes away mid-stream
+        assert client.wait(task.task_id, timeout=30).state == COMPLETED
+
+
+def test_long_document_does_not_block_short_one(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server("--workers", "1", rules="default=slow:0.3", OCR_WORKERS="1")
+    with server.client() as client:
+        long = client.submit(blank(pages=12))
+        short = client.submit(blank())
+        assert client.wait(short.task_id, timeout=60).state == COMPLETED
+        assert client.status(long.task_id).state == PROCESSING
+        assert client.wait(long.task_id, timeout=60).state == COMPLETED
+
+
+def test_workers_are_recycled(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server("--recycle-after", "2", rules="default=echo")
+    before = set(server.worker_pids())
+    with server.client() as client:
+        task = client.submit(blank(pages=8))
+        assert client.wait(task.task_id, timeout=60).state == COMPLETED
+    wait_for(lambda: len(server.worker_pids()) == 2)
+    assert not before & set(server.worker_pids())
+
+
+def test_sigterm_drains_gracefully(make_fake_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "shared-data"
+    server = make_fake_server(
+        "--workers",
+        "1",
+        "--shutdown-grace",
+        "20s",
+        rules="default=slow:3",
+        data_dir=data,
+        OCR_WORKERS="1",
+    )
+    with server.client() as client:
+        running = client.submit(blank(pages=2))
+        wait_for(lambda: client.status(running.task_id).state == PROCESSING)
+        assert server.process is not None
+        server.process.send_signal(15)
+        wait_for(lambda: health_status(server.target) != health_pb2.HealthCheckResponse.SERVING)
+        # a plain channel, without the SDK's retries, sees the refusal itself
+        with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as info:
+            ocr_pb2_grpc.OcrServiceStub(channel).Submit(
+                ocr_pb2.SubmitRequest(content=blank()),
+                metadata=(("authorization", f"Bearer {TOKENS['alice']}"),),
+                timeout=5,
+            )
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in info.value.details()
+    assert server.process.wait(60) == 0
+    restarted = make_fake_server(
+        "--workers", "1", rules="default=echo", data_dir=data, OCR_WORKERS="1"
+    )
+    with restarted.client() as client:
+        final = client.wait(running.task_id, timeout=60)
+        assert final.state == COMPLETED and final.pages_done == 2
