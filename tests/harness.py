@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from ocr_client import OcrClient
 
 ROOT = Path(__file__).resolve().parent.parent

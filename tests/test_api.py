@@ -11,9 +11,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from ocr_client import OcrClient
-
 from tests.documents import RECEIPTS, cer, receipt_jpeg, receipt_truth, receipts_document
 from tests.harness import TOKENS, ServerProcess, health_status
 

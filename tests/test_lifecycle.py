@@ -9,9 +9,9 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
-from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from PIL import Image
 
+from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from tests.documents import encode
 from tests.harness import TOKENS, health_status
 

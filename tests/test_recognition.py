@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from ocr.v1 import ocr_pb2
 
+from ocr.v1 import ocr_pb2
 from tests.documents import RECEIPTS, cer, receipt_jpeg, receipt_truth, receipts_document
 from tests.harness import ServerProcess
 

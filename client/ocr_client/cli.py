@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from ocr.v1 import ocr_pb2
 
+from ocr.v1 import ocr_pb2
 from ocr_client.client import DEFAULT_TARGET, FINAL_STATES, OcrClient, TaskFailedError
 
 LOCAL_TOKEN_FILE = Path("data") / "client-token"

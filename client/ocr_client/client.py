@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
+
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 
 DEFAULT_TARGET = "localhost:50051"

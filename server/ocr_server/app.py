@@ -16,12 +16,13 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 
+from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from ocr_server.auth import AuthInterceptor, load_registry
 from ocr_server.capabilities import Capabilities
 from ocr_server.config import ServerConfig
 from ocr_server.documents import DocumentLimits
+from ocr_server.engines.profiles import load_profiles
 from ocr_server.events import TaskEvents
 from ocr_server.pool import WorkerPool
 from ocr_server.scheduler import Scheduler
@@ -46,11 +47,25 @@ class OcrServer:
         self._stopped = threading.Event()
         self.failure: str | None = None
         limits = DocumentLimits(max_pixels=config.max_pixels, max_pages=config.max_pages)
+        try:
+            profiles = load_profiles(config.profiles_file)
+        except ValueError as exc:
+            raise SystemExit(f"ocr-server: {exc}") from exc
+        self.capabilities = Capabilities.discover(
+            profiles, config.model_dir, config.default_profile, fake_engine=config.engine == "fake"
+        )
+        if config.default_profile not in self.capabilities.installed_profiles:
+            raise SystemExit(
+                f"ocr-server: the default profile {config.default_profile!r} is unknown or has no "
+                f"models in {config.model_dir}; run scripts/setup or set OCR_MODEL_DIR "
+                f"(installed: {', '.join(self.capabilities.installed_profiles) or 'none'})"
+            )
         self.pool = WorkerPool(
             size=config.workers,
             config=WorkerConfig(
                 model_dir=config.model_dir,
                 default_profile=config.default_profile,
+                profiles=profiles,
                 engine=config.engine,
                 fake_rules=config.fake_rules,
                 state_dir=config.data_dir,
@@ -63,14 +78,6 @@ class OcrServer:
         self.tokens = load_registry(config.tokens, config.tokens_file, config.data_dir)
         self.store = TaskStore(config.data_dir / "store", max_bytes=config.max_store_mb * MIB)
         self.events = TaskEvents()
-        self.capabilities = Capabilities.discover(
-            config.model_dir, config.default_profile, fake_engine=config.engine == "fake"
-        )
-        if config.default_profile not in self.capabilities.installed_profiles:
-            raise SystemExit(
-                f"the default profile {config.default_profile!r} has no models in "
-                f"{config.model_dir}; run scripts/setup or set OCR_MODEL_DIR"
-            )
         self.manager = TaskManager(
             store=self.store,
             scheduler=Scheduler(max_active=2 * config.workers),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_server.documents import DEFAULT_DPI, MAX_DPI, MIN_DPI
-from ocr_server.engines.profiles import PROFILES
+from ocr_server.engines.profiles import Profile
 from ocr_server.errors import InvalidSettingsError
 from ocr_server.models import Settings
 
@@ -20,15 +20,22 @@ DEFAULT_LANGUAGE = "en"
 @dataclass(frozen=True)
 class Capabilities:
     languages: tuple[str, ...]
+    profiles: dict[str, Profile]
     installed_profiles: tuple[str, ...]
     default_profile: str
 
     @classmethod
-    def discover(cls, model_dir: Path, default_profile: str, fake_engine: bool) -> Capabilities:
+    def discover(
+        cls,
+        profiles: dict[str, Profile],
+        model_dir: Path,
+        default_profile: str,
+        fake_engine: bool,
+    ) -> Capabilities:
         installed = tuple(
-            name for name, p in PROFILES.items() if fake_engine or p.is_installed(model_dir)
+            name for name, p in profiles.items() if fake_engine or p.is_installed(model_dir)
         )
-        return cls(LANGUAGES, installed, default_profile)
+        return cls(LANGUAGES, profiles, installed, default_profile)
 
     def resolve(self, language: str, profile: str, pages: str, dpi: int) -> Settings:
         """Check a request's settings and fill in defaults; InvalidSettingsError says why."""
@@ -40,9 +47,9 @@ class Capabilities:
                 + ", ".join(self.languages)
             )
         profile = profile.strip() or self.default_profile
-        if profile not in PROFILES:
+        if profile not in self.profiles:
             raise InvalidSettingsError(
-                f"unknown profile {profile[:40]!r}; known: " + ", ".join(PROFILES)
+                f"unknown profile {profile[:40]!r}; known: " + ", ".join(self.profiles)
             )
         if profile not in self.installed_profiles:
             raise InvalidSettingsError(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ocr_server.engines.profiles import DEFAULT_PROFILE, PROFILES
+from ocr_server.engines.profiles import DEFAULT_PROFILE
 
 DAY = 24 * 3600
 
@@ -40,6 +40,7 @@ class ServerConfig:
     max_message_mb: int
     model_dir: Path
     default_profile: str
+    profiles_file: Path | None
     tokens: str
     tokens_file: Path | None
     page_timeout: float
@@ -66,6 +67,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("max-message-mb", int, 64, "largest request message (the document) in MiB"),
     ("model-dir", Path, default_model_dir(), "PaddleX model directories"),
     ("default-profile", str, DEFAULT_PROFILE, "profile used when a request names none"),
+    ("profiles-file", Path, None, "JSON file of extra or overriding model profiles"),
     ("tokens", str, "", "tenant=token pairs, comma-separated (prefer --tokens-file)"),
     ("tokens-file", Path, None, "file of 'tenant:sha256-hex' lines"),
     ("page-timeout", parse_duration, "120s", "a page taking longer kills its worker"),
@@ -101,8 +103,6 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
             f"--{flag}", type=kind, default=value, help=f"{help_text} [{env}, default {default}]"
         )
     args = parser.parse_args(argv)
-    if args.default_profile not in PROFILES:
-        parser.error(f"--default-profile must be one of {', '.join(PROFILES)}")
     if args.engine not in ("paddle", "fake"):
         parser.error("--engine must be 'paddle' or 'fake'")
     if args.workers < 1:

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
-from ocr.v1 import ocr_pb2
 
+from ocr.v1 import ocr_pb2
 from ocr_server.models import PageResult, Settings, TaskRecord
 
 PAGE_SEPARATOR = "\f"

@@ -59,8 +59,10 @@ class Scheduler:
         candidates = [(t.last_served, tid) for tid, t in self._active.items() if t.remaining]
         if self._pending and (not candidates or len(self._active) < self._max_active):
             task_id, pages = self._pending.popitem(last=False)
-            self._active[task_id] = _ActiveTask(remaining=deque(pages))
-            candidates.append((-1, task_id))  # never served: goes first
+            # joins the round at the back: tasks already started are not pushed aside
+            joined = next(self._clock)
+            self._active[task_id] = _ActiveTask(remaining=deque(pages), last_served=joined)
+            candidates.append((joined, task_id))
         if not candidates:
             return None
         _, task_id = min(candidates)

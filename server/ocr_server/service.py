@@ -9,12 +9,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
-from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 
+from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from ocr_server.auth import TokenRegistry
 from ocr_server.capabilities import Capabilities
 from ocr_server.convert import task_to_proto
-from ocr_server.engines.profiles import PROFILES
 from ocr_server.errors import OcrServiceError, TaskNotFoundError
 from ocr_server.events import TaskEvents
 from ocr_server.tasks import SubmitOptions, TaskManager
@@ -153,7 +152,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
                     description=p.description,
                     available=p.name in self._capabilities.installed_profiles,
                 )
-                for p in PROFILES.values()
+                for p in self._capabilities.profiles.values()
             ],
             default_profile=self._capabilities.default_profile,
             **self._info,

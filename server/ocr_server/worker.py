@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ocr_server.documents import DocumentLimits, load_page
 from ocr_server.engines.base import OcrEngine
-from ocr_server.engines.profiles import PROFILES
+from ocr_server.engines.profiles import BUILTIN_PROFILES, Profile
 from ocr_server.errors import InvalidDocumentError
 from ocr_server.layout import order_lines, page_text
 from ocr_server.models import PageJob, PageResult
@@ -29,6 +29,7 @@ class WorkerConfig:
 
     model_dir: Path
     default_profile: str
+    profiles: dict[str, Profile] = field(default_factory=lambda: dict(BUILTIN_PROFILES))
     engine: str = "paddle"  # or "fake" (tests only)
     fake_rules: str = ""
     state_dir: Path = Path()
@@ -54,7 +55,7 @@ class EngineCache:
             return FakeEngine(self._config.fake_rules, self._config.state_dir)
         from ocr_server.engines.paddle import PaddleOcrEngine
 
-        return PaddleOcrEngine(PROFILES[profile], self._config.model_dir)
+        return PaddleOcrEngine(self._config.profiles[profile], self._config.model_dir)
 
 
 def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> PageResult:

@@ -6,6 +6,7 @@ The figures in each description were measured on this project's 2-core reference
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,15 @@ class Profile:
     det_model: str
     rec_model: str
     det_options: dict[str, float] = field(default_factory=dict)
+    # Absolute model directories; empty means <model dir>/<model name>.
+    det_dir: str = ""
+    rec_dir: str = ""
 
     def model_dirs(self, model_dir: Path) -> tuple[Path, Path]:
-        return model_dir / self.det_model, model_dir / self.rec_model
+        return (
+            Path(self.det_dir) if self.det_dir else model_dir / self.det_model,
+            Path(self.rec_dir) if self.rec_dir else model_dir / self.rec_model,
+        )
 
     def is_installed(self, model_dir: Path) -> bool:
         return all((d / "inference.yml").is_file() for d in self.model_dirs(model_dir))
@@ -40,7 +47,9 @@ class Profile:
         return dict(ONNX_ENGINE_CONFIG if self.engine == "onnxruntime" else PADDLE_ENGINE_CONFIG)
 
 
-PROFILES: dict[str, Profile] = {
+ENGINES = ("onnxruntime", "paddle_static")
+
+BUILTIN_PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile(
@@ -87,3 +96,37 @@ PROFILES: dict[str, Profile] = {
 }
 
 DEFAULT_PROFILE = "fast"
+
+
+def load_profiles(path: Path | None) -> dict[str, Profile]:
+    """The built-in profiles plus those defined in a JSON file, which may override them:
+
+    {"server": {"engine": "paddle_static", "det_model": "PP-OCRv5_server_det",
+                "rec_model": "PP-OCRv5_server_rec", "det_dir": "/models/det",
+                "rec_dir": "/models/rec", "description": "...",
+                "det_options": {"text_det_unclip_ratio": 1.5}}}
+
+    Each model directory holds a PaddleX inference model whose inference.yml names it
+    (Global.model_name equal to det_model / rec_model).
+    """
+    profiles = dict(BUILTIN_PROFILES)
+    if path is None:
+        return profiles
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for name, spec in data.items():
+            if spec.get("engine") not in ENGINES:
+                raise ValueError(f"profile {name!r}: engine must be one of {ENGINES}")
+            profiles[name] = Profile(
+                name=name,
+                description=str(spec.get("description", f"custom profile from {path}")),
+                engine=spec["engine"],
+                det_model=spec["det_model"],
+                rec_model=spec["rec_model"],
+                det_options={k: float(v) for k, v in spec.get("det_options", {}).items()},
+                det_dir=str(spec.get("det_dir", "")),
+                rec_dir=str(spec.get("rec_dir", "")),
+            )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"cannot read profiles from {path}: {exc}") from exc
+    return profiles

@@ -1,0 +1,181 @@
+"""Unit tests of the pure parts: scheduling, page selection, type detection, tokens, layout."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from ocr_server.auth import TokenRegistry, parse_token_spec, read_tokens_file
+from ocr_server.capabilities import Capabilities
+from ocr_server.documents import DocumentLimits, detect_type, inspect_image, parse_page_selection
+from ocr_server.engines.base import RecognizedLine
+from ocr_server.engines.profiles import BUILTIN_PROFILES, load_profiles
+from ocr_server.errors import InvalidDocumentError, InvalidSettingsError
+from ocr_server.layout import order_lines, page_text
+from ocr_server.scheduler import Scheduler
+
+
+def drain(scheduler: Scheduler, finish: bool = True) -> list[tuple[str, int]]:
+    order = []
+    while (picked := scheduler.next_page()) is not None:
+        order.append(picked)
+        if finish:
+            scheduler.page_finished(*picked)
+    return order
+
+
+def test_scheduler_shares_pages_between_started_tasks() -> None:
+    scheduler = Scheduler(max_active=2)
+    scheduler.enqueue("long", [1, 2, 3, 4])
+    scheduler.enqueue("short", [1])
+    scheduler.enqueue("late", [1])
+    # a task that starts joins the round at the back: neither starves the other
+    assert drain(scheduler) == [
+        ("long", 1),
+        ("long", 2),
+        ("short", 1),
+        ("long", 3),
+        ("late", 1),
+        ("long", 4),
+    ]
+
+
+def test_scheduler_does_not_starve_a_long_task() -> None:
+    scheduler = Scheduler(max_active=2)
+    scheduler.enqueue("long", list(range(1, 11)))
+    for index in range(10):
+        scheduler.enqueue(f"short{index}", [1])
+    order = drain(scheduler)
+    long_positions = [i for i, (task, _) in enumerate(order) if task == "long"]
+    assert long_positions == [0, *range(1, 19, 2)]  # every other page
+
+
+def test_scheduler_queue_positions_requeue_and_remove() -> None:
+    scheduler = Scheduler(max_active=1)
+    for name in ("a", "b", "c"):
+        scheduler.enqueue(name, [1, 2])
+    assert [scheduler.queue_position(n) for n in "abc"] == [1, 2, 3]
+    assert scheduler.next_page() == ("a", 1)
+    assert [scheduler.queue_position(n) for n in "abc"] == [0, 1, 2]
+    scheduler.requeue_page("a", 1)
+    assert scheduler.next_page() == ("a", 1)  # a lost page runs again first
+    scheduler.remove("b")
+    assert scheduler.queue_position("c") == 1
+    assert scheduler.page_finished("a", 1) is False
+
+
+@pytest.mark.parametrize(
+    ("spec", "count", "expected"),
+    [
+        ("", 3, [1, 2, 3]),
+        ("2", 3, [2]),
+        ("1-2, 3", 5, [1, 2, 3]),
+        ("4-", 5, [4, 5]),
+        ("-2", 5, [1, 2]),
+        ("3,1,3", 3, [1, 3]),
+    ],
+)
+def test_page_selection(spec: str, count: int, expected: list[int]) -> None:
+    assert parse_page_selection(spec, count) == expected
+
+
+@pytest.mark.parametrize("spec", ["0", "3-2", "7", "1,,2", "a-b", "1-99"])
+def test_page_selection_errors(spec: str) -> None:
+    with pytest.raises(InvalidSettingsError):
+        parse_page_selection(spec, 5)
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\x89PNG\r\n\x1a\n", "png"),
+        (b"\xff\xd8\xff\xe0", "jpeg"),
+        (b"BM", "bmp"),
+        (b"II*\x00", "tiff"),
+        (b"MM\x00*", "tiff"),
+        (b"GIF89a", "gif"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"),
+        (b"%PDF-1.4", "pdf"),
+    ],
+)
+def test_detect_type_from_bytes(head: bytes, kind: str) -> None:
+    assert detect_type(head + b"\x00" * 32) == kind
+
+
+def png_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + (chunk(b"IEND", b""))
+    )
+
+
+def test_pixel_limit_is_checked_before_decoding() -> None:
+    with pytest.raises(InvalidDocumentError, match="100000x100000"):
+        inspect_image(png_header(100_000, 100_000), "png", DocumentLimits())
+
+
+def test_token_registry(tmp_path: Path) -> None:
+    digest = hashlib.sha256(b"s3cret").hexdigest()
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text(f"# comment\nacme:{digest}\n")
+    registry = TokenRegistry(read_tokens_file(tokens_file) + parse_token_spec("beta=other"))
+    assert registry.tenant_for("s3cret") == "acme"
+    assert registry.tenant_for("other") == "beta"
+    assert registry.tenant_for("s3cret ") is None
+    assert registry.tenant_from_metadata([("authorization", "Bearer other")]) == "beta"
+    assert registry.tenant_from_metadata([("authorization", "Basic other")]) is None
+    tokens_file.write_text("acme:plaintext-token\n")
+    with pytest.raises(ValueError, match="sha256"):
+        read_tokens_file(tokens_file)
+
+
+def test_settings_resolution() -> None:
+    capabilities = Capabilities(("en", "zh"), BUILTIN_PROFILES, ("fast",), "fast")
+    settings = capabilities.resolve("", "", "", 0)
+    assert (settings.language, settings.profile, settings.dpi) == ("en", "fast", 200)
+    assert capabilities.resolve("ch", "", "", 300).language == "zh"
+    with pytest.raises(InvalidSettingsError, match="installed: en, zh"):
+        capabilities.resolve("fr", "", "", 0)
+    with pytest.raises(InvalidSettingsError, match="not installed on this server"):
+        capabilities.resolve("en", "accurate", "", 0)
+    with pytest.raises(InvalidSettingsError, match="out of range"):
+        capabilities.resolve("en", "", "", 10)
+
+
+def test_profiles_file(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.json"
+    path.write_text(
+        '{"mine": {"engine": "onnxruntime", "det_model": "D", "rec_model": "R",'
+        ' "det_dir": "/m/d", "det_options": {"text_det_thresh": 0.2}}}'
+    )
+    profiles = load_profiles(path)
+    assert set(BUILTIN_PROFILES) < set(profiles)
+    assert profiles["mine"].model_dirs(Path("/base")) == (Path("/m/d"), Path("/base/R"))
+    path.write_text('{"bad": {"engine": "tensorflow"}}')
+    with pytest.raises(ValueError, match="engine must be one of"):
+        load_profiles(path)
+
+
+def line(text: str, x: float, y: float, w: float = 50, h: float = 10) -> RecognizedLine:
+    return RecognizedLine(text, 0.9, ((x, y), (x + w, y), (x + w, y + h), (x, y + h)))
+
+
+def test_reading_order_rows_left_to_right() -> None:
+    lines = [
+        line("total", 10, 100),
+        line("9.00", 200, 102),
+        line("header", 10, 10),
+        line("right", 200, 9),
+    ]
+    assert page_text(order_lines(lines)) == "header right\ntotal 9.00"
