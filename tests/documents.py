@@ -58,13 +58,13 @@ def encode(images: list[Image.Image], fmt: str, **options: object) -> bytes:
 
 def receipts_document(fmt: str) -> bytes:
     """The three receipts as one multi-page TIFF or image-only PDF (200 dpi), or the first
-    as a PNG."""
+    alone in a single-image format (PNG, BMP, GIF, WEBP)."""
     images = [receipt(name) for name in RECEIPTS]
-    if fmt == "PNG":
-        return encode(images[:1], "PNG")
     if fmt == "TIFF":
         return encode(images, "TIFF", compression="tiff_lzw")
-    return encode(images, "PDF", resolution=200.0)
+    if fmt == "PDF":
+        return encode(images, "PDF", resolution=200.0)
+    return encode(images[:1], fmt, **({"lossless": True} if fmt == "WEBP" else {}))
 
 
 def cer(truth: str, text: str) -> float:
