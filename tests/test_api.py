@@ -225,3 +225,35 @@ def test_cli_recognize_and_errors(real_server: ServerProcess, tmp_path) -> None:
     assert denied.stderr.startswith("ocr: UNAUTHENTICATED:")
     missing = run_cli(real_server, "status", "B" * 32)
     assert missing.returncode != 0 and "NOT_FOUND" in missing.stderr
+
+
+def test_third_party_tool_through_reflection(real_server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """buf curl (installed by scripts/setup --dev) calls the service without our protos."""
+    from tests.harness import ROOT
+
+    buf = ROOT / "build" / "tools" / "node_modules" / ".bin" / "buf"
+    if not buf.exists():
+        pytest.skip("buf is not installed (scripts/setup --dev installs it)")
+    header = f"authorization: Bearer {TOKENS['alice']}"
+    done = subprocess.run(
+        [
+            str(buf),
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            "-H",
+            header,
+            "--reflect-header",
+            header,
+            "-d",
+            "{}",
+            f"http://{real_server.target}/ocr.v1.OcrService/GetCapabilities",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"defaultProfile": "fast"' in done.stdout

@@ -22,8 +22,13 @@ def watch_to_end(client, task_id: str) -> list[ocr_pb2.Task]:  # type: ignore[no
 @pytest.mark.parametrize(
     ("fmt", "expected_type", "pages"),
     [
-        ("PNG", "png", 1), ("JPEG", "jpeg", 1), ("BMP", "bmp", 1), ("GIF", "gif", 1),
-        ("WEBP", "webp", 1), ("TIFF", "tiff", 3), ("PDF", "pdf", 3),
+        ("PNG", "png", 1),
+        ("JPEG", "jpeg", 1),
+        ("BMP", "bmp", 1),
+        ("GIF", "gif", 1),
+        ("WEBP", "webp", 1),
+        ("TIFF", "tiff", 3),
+        ("PDF", "pdf", 3),
     ],
 )
 def test_submit_watch_result(
