@@ -42,8 +42,8 @@ from ocr_server.store import TaskStore
 
 log = logging.getLogger(__name__)
 
-TASK_ID_BYTES = 24  # 192 random bits
-_TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+TASK_ID_BYTES = 20  # 160 random bits, as 40 hex digits: safe in URLs, paths and shells
+_TASK_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
 MAX_REQUEST_ID = 128
 MAX_FILENAME = 1024
 
@@ -113,7 +113,7 @@ class TaskManager:
                 "the task store is at its size limit; retry after results expire "
                 "(nothing is evicted to make room)"
             )
-        task_id = secrets.token_urlsafe(TASK_ID_BYTES)
+        task_id = secrets.token_hex(TASK_ID_BYTES)
         path = self._store.put_document(task_id, content)
         try:
             if document_type == "pdf":

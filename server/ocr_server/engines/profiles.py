@@ -6,6 +6,7 @@ The figures in each description were measured on this project's 2-core reference
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,11 @@ class Profile:
         )
 
     def is_installed(self, model_dir: Path) -> bool:
-        return all((d / "inference.yml").is_file() for d in self.model_dirs(model_dir))
+        """Model files present and the inference engine's Python package importable."""
+        runtime = "onnxruntime" if self.engine == "onnxruntime" else "paddle"
+        return importlib.util.find_spec(runtime) is not None and all(
+            (d / "inference.yml").is_file() for d in self.model_dirs(model_dir)
+        )
 
     def engine_config(self) -> dict[str, Any]:
         return dict(ONNX_ENGINE_CONFIG if self.engine == "onnxruntime" else PADDLE_ENGINE_CONFIG)

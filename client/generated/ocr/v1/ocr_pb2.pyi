@@ -117,7 +117,7 @@ class Task(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
-    """At least 128 random bits, URL-safe text."""
+    """160 random bits as 40 lowercase hex digits."""
     state: Global___TaskState.ValueType
     pages_total: _builtins.int
     """Pages to recognise (after applying RecognitionSettings.pages)."""
