@@ -61,7 +61,7 @@ class ServerConfig:
 _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("listen", str, "127.0.0.1:50051", "address to serve on (host:port)"),
     ("data-dir", Path, Path("data"), "task store, queue and documents"),
-    ("workers", int, os.cpu_count() or 1, "worker processes (one PaddleOCR engine each)"),
+    ("workers", int, len(os.sched_getaffinity(0)), "worker processes, one engine each (cores)"),
     ("result-ttl", parse_duration, "24h", "how long tasks and results are kept"),
     ("max-queue", int, 1000, "most tasks waiting at once; more are RESOURCE_EXHAUSTED"),
     ("max-message-mb", int, 64, "largest request message (the document) in MiB"),

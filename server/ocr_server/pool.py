@@ -160,10 +160,6 @@ class WorkerPool:
     def busy_count(self) -> int:
         return sum(1 for w in self._workers.values() if w.job is not None)
 
-    def worker_pids(self) -> list[int]:
-        with self._lock:
-            return [w.process.pid or 0 for w in self._workers.values()]
-
     # --- the dispatcher ------------------------------------------------------------------
 
     def _spawn(self, index: int) -> None:
