@@ -237,3 +237,32 @@ def test_sigterm_drains_gracefully(make_fake_server, tmp_path) -> None:  # type:
     with restarted.client() as client:
         final = client.wait(running.task_id, timeout=60)
         assert final.state == COMPLETED and final.pages_done == 2
+
+
+def test_full_queue_and_full_store_refuse_submit(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    server = make_fake_server(
+        "--workers",
+        "1",
+        "--max-queue",
+        "2",
+        "--max-store-mb",
+        "2",
+        rules="default=slow:2",
+        OCR_WORKERS="1",
+    )
+    with server.client() as client:
+        accepted = [client.submit(blank()) for _ in range(3)]  # one running, two waiting
+        with pytest.raises(grpc.RpcError) as info:
+            client.submit(blank())
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "queue is full (2 tasks waiting)" in info.value.details()
+        for task in accepted[1:]:
+            client.cancel(task.task_id)
+        noise = Image.frombytes("L", (1600, 1600), bytes(range(256)) * 10_000)
+        big = encode([noise], "BMP")  # 2.5 MB, over the 2 MB store
+        with pytest.raises(grpc.RpcError) as info:
+            client.submit(big)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "size limit" in info.value.details()
+        # earlier tasks are untouched: nothing was evicted to make room
+        assert client.wait(accepted[0].task_id, timeout=30).state == COMPLETED
