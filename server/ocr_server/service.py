@@ -6,7 +6,7 @@ import functools
 import logging
 import queue
 from collections.abc import Callable, Iterator
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import grpc
 
@@ -157,6 +157,3 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
             default_profile=self._capabilities.default_profile,
             **self._info,
         )
-
-
-__all__: list[Any] = ["OcrServicer"]

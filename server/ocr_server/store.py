@@ -16,7 +16,7 @@ from pathlib import Path
 
 import diskcache
 
-from ocr_server.models import PageResult, TaskRecord, TaskState
+from ocr_server.models import PageResult, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,3 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except FileNotFoundError:
         return time.time()
-
-
-__all__ = ["TaskState", "TaskStore"]

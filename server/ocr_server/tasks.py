@@ -28,7 +28,6 @@ from ocr_server.documents import (
     parse_page_selection,
 )
 from ocr_server.errors import (
-    InvalidDocumentError,
     InvalidSettingsError,
     QueueFullError,
     ShuttingDownError,
@@ -365,6 +364,3 @@ def _check_text_field(name: str, value: str, limit: int) -> None:
         raise InvalidSettingsError(f"{name} is {len(value)} characters; at most {limit} allowed")
     if any(ord(c) < 32 for c in value):
         raise InvalidSettingsError(f"{name} contains control characters")
-
-
-__all__ = ["InvalidDocumentError", "ManagerLimits", "SubmitOptions", "TaskManager"]
