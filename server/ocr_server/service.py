@@ -81,7 +81,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
             filename=request.filename,
         )
         record = self._manager.submit(tenant, request.content, options)
-        _, position = self._manager.find(tenant, record.task_id)
+        position = self._manager.queue_position(record.task_id)
         return ocr_pb2.SubmitResponse(task=task_to_proto(record, position))
 
     @_grpc_errors

@@ -162,8 +162,11 @@ class TaskManager:
         record = self._store.get_task(task_id)
         if record is None or not secrets.compare_digest(record.tenant, tenant):
             raise TaskNotFoundError(task_id)
+        return record, self.queue_position(task_id)
+
+    def queue_position(self, task_id: str) -> int:
         with self._lock:
-            return record, self._scheduler.queue_position(task_id)
+            return self._scheduler.queue_position(task_id)
 
     def result(self, tenant: str, task_id: str) -> tuple[TaskRecord, bytes | None]:
         record, _ = self.find(tenant, task_id)
