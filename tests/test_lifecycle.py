@@ -37,7 +37,7 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.05):  # type: i
 
 
 def test_cancel_pending_and_processing(make_fake_server) -> None:  # type: ignore[no-untyped-def]
-    server = make_fake_server("--workers", "1", rules="default=slow:0.5", OCR_WORKERS="1")
+    server = make_fake_server("--workers", "1", rules="default=slow:0.5")
     with server.client() as client:
         running = client.submit(blank(pages=6))
         waiting = client.submit(blank())
@@ -88,7 +88,6 @@ def test_restart_keeps_queued_tasks(make_fake_server, tmp_path) -> None:  # type
         "10s",
         rules="default=slow:0.4",
         data_dir=data,
-        OCR_WORKERS="1",
     )
     with server.client() as client:
         done = client.submit(blank())
@@ -97,9 +96,7 @@ def test_restart_keeps_queued_tasks(make_fake_server, tmp_path) -> None:  # type
         queued = [client.submit(blank(pages=2)).task_id for _ in range(4)]
         wait_for(lambda: client.status(queued[0]).state == PROCESSING)
     assert server.terminate() == 0  # graceful: in-flight page finishes, the rest stays queued
-    restarted = make_fake_server(
-        "--workers", "1", rules="default=slow:0.05", data_dir=data, OCR_WORKERS="1"
-    )
+    restarted = make_fake_server("--workers", "1", rules="default=slow:0.05", data_dir=data)
     with restarted.client() as client:
         for task_id in queued:
             assert client.wait(task_id, timeout=60).state == COMPLETED
@@ -162,7 +159,7 @@ def test_engine_error_fails_only_that_task(make_fake_server) -> None:  # type: i
 
 
 def test_queue_positions_and_watch_sees_every_change(make_fake_server) -> None:  # type: ignore[no-untyped-def]
-    server = make_fake_server("--workers", "1", rules="default=slow:0.5", OCR_WORKERS="1")
+    server = make_fake_server("--workers", "1", rules="default=slow:0.5")
     with server.client() as client:
         ids = [client.submit(blank()).task_id for _ in range(4)]
         updates = list(client.watch(ids[-1], timeout=60))
@@ -185,7 +182,7 @@ def test_watch_repeats_while_idle(make_fake_server) -> None:  # type: ignore[no-
 
 
 def test_long_document_does_not_block_short_one(make_fake_server) -> None:  # type: ignore[no-untyped-def]
-    server = make_fake_server("--workers", "1", rules="default=slow:0.3", OCR_WORKERS="1")
+    server = make_fake_server("--workers", "1", rules="default=slow:0.3")
     with server.client() as client:
         long = client.submit(blank(pages=12))
         short = client.submit(blank())
@@ -213,7 +210,6 @@ def test_sigterm_drains_gracefully(make_fake_server, tmp_path) -> None:  # type:
         "20s",
         rules="default=slow:3",
         data_dir=data,
-        OCR_WORKERS="1",
     )
     with server.client() as client:
         running = client.submit(blank(pages=2))
@@ -231,9 +227,7 @@ def test_sigterm_drains_gracefully(make_fake_server, tmp_path) -> None:  # type:
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "shutting down" in info.value.details()
     assert server.process.wait(60) == 0
-    restarted = make_fake_server(
-        "--workers", "1", rules="default=echo", data_dir=data, OCR_WORKERS="1"
-    )
+    restarted = make_fake_server("--workers", "1", rules="default=echo", data_dir=data)
     with restarted.client() as client:
         final = client.wait(running.task_id, timeout=60)
         assert final.state == COMPLETED and final.pages_done == 2
@@ -248,7 +242,6 @@ def test_full_queue_and_full_store_refuse_submit(make_fake_server) -> None:  # t
         "--max-store-mb",
         "2",
         rules="default=slow:2",
-        OCR_WORKERS="1",
     )
     with server.client() as client:
         accepted = [client.submit(blank()) for _ in range(3)]  # one running, two waiting

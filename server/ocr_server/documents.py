@@ -19,8 +19,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ocr_server.engines.base import Image as PageImage
 from ocr_server.errors import InvalidDocumentError, InvalidSettingsError
 
-SUPPORTED_TYPES = ("png", "jpeg", "bmp", "tiff", "gif", "webp", "pdf")
-MULTI_PAGE_TYPES = ("tiff", "pdf")
 PIL_FORMATS = {
     "png": "PNG",
     "jpeg": "JPEG",

@@ -59,10 +59,6 @@ class TaskEvents:
         with self._lock:
             return list(self._subscribers)
 
-    def watcher_count(self) -> int:
-        with self._lock:
-            return sum(len(s) for s in self._subscribers.values())
-
     def publish(self, task_id: str, snapshot: Snapshot) -> None:
         with self._lock:
             subscribers = list(self._subscribers.get(task_id, ()))

@@ -87,6 +87,3 @@ class Scheduler:
     @property
     def pending_count(self) -> int:
         return len(self._pending)
-
-    def is_running(self, task_id: str) -> bool:
-        return task_id in self._active

@@ -40,11 +40,12 @@ class TaskStore:
         self._pages = diskcache.Cache(str(directory / "pages"), **_NO_EVICTION)
         self._results = diskcache.Cache(str(directory / "results"), **_NO_EVICTION)
         self._request_ids = diskcache.Cache(str(directory / "request-ids"), **_NO_EVICTION)
+        self._caches = (self._tasks, self._pages, self._results, self._request_ids)
         self._documents = directory / "documents"
         self._documents.mkdir(exist_ok=True)
 
     def close(self) -> None:
-        for cache in (self._tasks, self._pages, self._results, self._request_ids):
+        for cache in self._caches:
             cache.close()
 
     # --- tasks ---------------------------------------------------------------------------
@@ -129,9 +130,7 @@ class TaskStore:
 
     def volume(self) -> int:
         """Bytes on disk: the caches plus the documents waiting to be recognised."""
-        caches: int = sum(
-            c.volume() for c in (self._tasks, self._pages, self._results, self._request_ids)
-        )
+        caches: int = sum(cache.volume() for cache in self._caches)
         documents = 0
         for path in self._documents.iterdir():
             with contextlib.suppress(FileNotFoundError):
@@ -143,9 +142,7 @@ class TaskStore:
 
     def sweep(self) -> int:
         """Delete expired entries and orphaned documents; return how many entries went."""
-        removed: int = sum(
-            c.expire() for c in (self._tasks, self._pages, self._results, self._request_ids)
-        )
+        removed: int = sum(cache.expire() for cache in self._caches)
         for path in self._documents.iterdir():
             task_id = path.name.removesuffix(".part")
             record = self.get_task(task_id)

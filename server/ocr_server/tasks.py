@@ -320,11 +320,6 @@ class TaskManager:
                     self._scheduler.remove(task_id)
         return removed
 
-    @property
-    def pending_count(self) -> int:
-        with self._lock:
-            return self._scheduler.pending_count
-
     # --- internals -----------------------------------------------------------------------
 
     def _find_by_request_id(self, tenant: str, request_id: str) -> TaskRecord | None:
