@@ -26,9 +26,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def health_status(target: str, service: str = "") -> int | None:
+def health_status(
+    target: str, service: str = "", credentials: grpc.ChannelCredentials | None = None
+) -> int | None:
     """The server's health status, or None when it does not answer."""
-    with grpc.insecure_channel(target) as channel:
+    channel = (
+        grpc.insecure_channel(target)
+        if credentials is None
+        else grpc.secure_channel(target, credentials)
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status)
@@ -37,10 +44,19 @@ def health_status(target: str, service: str = "") -> int | None:
 
 
 class ServerProcess:
-    """One `ocr-server` process with its own data dir; restartable on the same data."""
+    """One `ocr-server` process with its own data dir; restartable on the same data.
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    `credentials`: how the harness and `client()` connect when the server serves TLS."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.credentials = credentials
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.args = list(args)
@@ -82,7 +98,8 @@ class ServerProcess:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            if health_status(self.target) == health_pb2.HealthCheckResponse.SERVING:
+            status = health_status(self.target, credentials=self.credentials)
+            if status == health_pb2.HealthCheckResponse.SERVING:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"server not SERVING after {timeout} s:\n{self.log()}")
@@ -91,6 +108,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def client(self, tenant: str = "alice", **kwargs: object) -> OcrClient:
+        kwargs.setdefault("credentials", self.credentials)
         return OcrClient(self.target, TOKENS[tenant], **kwargs)  # type: ignore[arg-type]
 
     def terminate(self, timeout: float = 60) -> int:

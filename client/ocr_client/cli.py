@@ -1,8 +1,10 @@
 """`ocr`: the command line for the OCR service.
 
 Target from --target or OCR_TARGET; token from --token, OCR_TOKEN, the file named by
-OCR_TOKEN_FILE, or ./data/client-token (what a local `scripts/serve` generates). Errors print
-the gRPC status name and message on stderr and exit non-zero.
+OCR_TOKEN_FILE, or ./data/client-token (what a local `scripts/serve` generates). TLS with
+--tls (system CAs) or --ca-file (OCR_CA_FILE), client certificates with --client-cert and
+--client-key (OCR_CLIENT_CERT, OCR_CLIENT_KEY). Errors print the gRPC status name and message
+on stderr and exit non-zero.
 """
 
 from __future__ import annotations
@@ -129,6 +131,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", help="access token (default: $OCR_TOKEN or a token file)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per call")
     parser.add_argument("--max-message-mb", type=int, default=64)
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=os.environ.get("OCR_TLS", "") not in ("", "0"),
+        help="connect with TLS, trusting the system's CAs [OCR_TLS=1]",
+    )
+    for flag, env, help_text in (
+        ("--ca-file", "OCR_CA_FILE", "PEM CA bundle to trust (implies --tls)"),
+        ("--client-cert", "OCR_CLIENT_CERT", "PEM client certificate (implies --tls)"),
+        ("--client-key", "OCR_CLIENT_KEY", "PEM key of --client-cert"),
+    ):
+        parser.add_argument(
+            flag, type=Path, default=os.environ.get(env) or None, help=f"{help_text} [{env}]"
+        )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(
@@ -184,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             _token(args.token),
             timeout=args.timeout,
             max_message_mb=args.max_message_mb,
+            tls=args.tls,
+            ca_file=args.ca_file,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
         ) as client:
             code: int = args.handler(client, args)
             return code
@@ -195,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     except TaskFailedError as exc:
         print(f"ocr: {exc}", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as exc:  # TLS files
+        print(f"ocr: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -43,6 +43,21 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
+def tls_credentials(
+    ca_file: str | Path | None = None,
+    client_cert: str | Path | None = None,
+    client_key: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """Channel credentials from PEM files; no `ca_file` means the system's trusted CAs."""
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("a client certificate needs its key and the key its certificate")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+        private_key=Path(client_key).read_bytes() if client_key else None,
+        certificate_chain=Path(client_cert).read_bytes() if client_cert else None,
+    )
+
+
 class TaskFailedError(Exception):
     """recognize() ended in FAILED or CANCELLED; `task` holds the final state and error."""
 
@@ -63,14 +78,23 @@ class OcrClient:
         *,
         max_message_mb: int = 64,
         timeout: float = 60.0,
+        tls: bool = False,
+        ca_file: str | Path | None = None,
+        client_cert: str | Path | None = None,
+        client_key: str | Path | None = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """TLS is on with `tls=True` (system CAs) or any of `ca_file` (PEM CAs to trust, e.g.
+        a private CA), `client_cert` + `client_key` (PEM, for servers that require client
+        certificates); `credentials` takes ready-made gRPC channel credentials instead."""
         options = [
             ("grpc.max_send_message_length", max_message_mb * MIB),
             ("grpc.max_receive_message_length", max_message_mb * MIB),
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
         ]
+        if credentials is None and (tls or ca_file or client_cert or client_key):
+            credentials = tls_credentials(ca_file, client_cert, client_key)
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:

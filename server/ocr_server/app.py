@@ -29,6 +29,7 @@ from ocr_server.scheduler import Scheduler
 from ocr_server.service import OcrServicer
 from ocr_server.store import TaskStore
 from ocr_server.tasks import ManagerLimits, TaskManager
+from ocr_server.tls import TlsConfigError, server_credentials
 from ocr_server.worker import WorkerConfig
 
 log = logging.getLogger("ocr_server")
@@ -43,6 +44,7 @@ class OcrServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
+        self._tls = _tls_credentials(config)  # before anything starts: bad files fail fast
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self._stopped = threading.Event()
         self.failure: str | None = None
@@ -84,7 +86,10 @@ class OcrServer:
             events=self.events,
             capabilities=self.capabilities,
             limits=ManagerLimits(
-                result_ttl=config.result_ttl, max_queue=config.max_queue, documents=limits
+                result_ttl=config.result_ttl,
+                max_queue=config.max_queue,
+                max_pending_per_tenant=config.max_pending_per_tenant,
+                documents=limits,
             ),
             wake_workers=self.pool.wake,
         )
@@ -113,6 +118,7 @@ class OcrServer:
                 "max_message_bytes": max_bytes,
                 "max_pages": config.max_pages,
                 "result_ttl_seconds": int(config.result_ttl),
+                "max_pending_per_tenant": config.max_pending_per_tenant,
             },
             heartbeat=config.heartbeat,
         )
@@ -122,7 +128,11 @@ class OcrServer:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        if server.add_insecure_port(config.listen) == 0:
+        if self._tls is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, self._tls)
+        if port == 0:
             raise SystemExit(f"cannot listen on {config.listen} (in use, or not an address)")
         return server
 
@@ -132,7 +142,12 @@ class OcrServer:
 
     def start(self) -> None:
         self.grpc_server.start()
-        log.info("listening on %s; loading %d workers", self.config.listen, self.config.workers)
+        log.info(
+            "listening on %s (%s); loading %d workers",
+            self.config.listen,
+            _transport(self.config),
+            self.config.workers,
+        )
         self.manager.recover()
         self.pool.run(self.manager)
         threading.Thread(target=self._become_ready, name="ready", daemon=True).start()
@@ -175,6 +190,23 @@ class OcrServer:
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
         self._stopped.wait()
+
+
+def _tls_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    try:
+        return server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+    except TlsConfigError as exc:
+        raise SystemExit(f"ocr-server: {exc}") from exc
+
+
+def _transport(config: ServerConfig) -> str:
+    if config.tls_cert is None:
+        return "plaintext: no --tls-cert"
+    if config.tls_client_ca is None:
+        return "TLS"
+    return "TLS, client certificates required"
 
 
 def serve(config: ServerConfig) -> None:

@@ -37,6 +37,7 @@ class ServerConfig:
     workers: int
     result_ttl: float
     max_queue: int
+    max_pending_per_tenant: int
     max_message_mb: int
     model_dir: Path
     default_profile: str
@@ -55,6 +56,9 @@ class ServerConfig:
     engine: str
     fake_rules: str
     log_level: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_client_ca: Path | None
 
 
 # (flag, parser of the text value, default, help)
@@ -64,6 +68,13 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("workers", int, len(os.sched_getaffinity(0)), "worker processes, one engine each (cores)"),
     ("result-ttl", parse_duration, "24h", "how long tasks and results are kept"),
     ("max-queue", int, 1000, "most tasks waiting at once; more are RESOURCE_EXHAUSTED"),
+    (
+        "max-pending-per-tenant",
+        int,
+        0,
+        "most pending or processing tasks of one tenant; more are RESOURCE_EXHAUSTED "
+        "(0: half of --max-queue plus 2 per worker)",
+    ),
     ("max-message-mb", int, 64, "largest request message (the document) in MiB"),
     ("model-dir", Path, default_model_dir(), "PaddleX model directories"),
     ("default-profile", str, DEFAULT_PROFILE, "profile used when a request names none"),
@@ -82,6 +93,9 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("engine", str, "paddle", "'paddle' (PaddleOCR) or 'fake' (fault injection for tests)"),
     ("fake-rules", str, "", "behaviour of the fake engine (tests only)"),
     ("log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ("tls-cert", Path, None, "serve TLS with this PEM certificate chain (needs --tls-key)"),
+    ("tls-key", Path, None, "PEM private key of --tls-cert"),
+    ("tls-client-ca", Path, None, "require client certificates signed by these PEM CAs (mTLS)"),
 ]
 
 
@@ -107,4 +121,21 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         parser.error("--engine must be 'paddle' or 'fake'")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.max_queue < 1 or args.max_pending_per_tenant < 0:
+        parser.error("--max-queue must be at least 1 and --max-pending-per-tenant at least 0")
+    if args.max_pending_per_tenant == 0:
+        args.max_pending_per_tenant = default_tenant_limit(args.max_queue, args.workers)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together (OCR_TLS_CERT, OCR_TLS_KEY)")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        parser.error(
+            "--tls-client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
+        )
     return ServerConfig(**{key: value for key, value in vars(args).items()})
+
+
+def default_tenant_limit(max_queue: int, workers: int) -> int:
+    """Half the queue plus the tasks the workers run at once (2 per worker; the limit counts
+    running tasks too): one tenant alone still gets most of the server, while a burst from one
+    tenant leaves about half the queue to the others."""
+    return (max_queue + 1) // 2 + 2 * workers

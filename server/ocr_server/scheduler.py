@@ -9,7 +9,7 @@ Pure in-memory logic without locks or I/O: the task manager calls it under its o
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 
@@ -26,15 +26,32 @@ class Scheduler:
         self._pending: OrderedDict[str, list[int]] = OrderedDict()
         self._active: dict[str, _ActiveTask] = {}
         self._clock = itertools.count()
+        self._owners: dict[str, str] = {}  # task id -> tenant, while waiting or started
+        self._unfinished = Counter[str]()  # tenant -> tasks waiting or started
 
-    def enqueue(self, task_id: str, pages: list[int]) -> None:
+    def enqueue(self, task_id: str, pages: list[int], owner: str = "") -> None:
         """Queue a task behind every other waiting task."""
         self._pending[task_id] = list(pages)
+        if task_id not in self._owners:
+            self._owners[task_id] = owner
+            self._unfinished[owner] += 1
 
     def remove(self, task_id: str) -> None:
         """Forget a task (cancelled, failed or expired); pages in flight are left to finish."""
         self._pending.pop(task_id, None)
         self._active.pop(task_id, None)
+        self._forget_owner(task_id)
+
+    def unfinished_count(self, owner: str) -> int:
+        """The owner's tasks still waiting or started (what the per-tenant limit counts)."""
+        return self._unfinished[owner]
+
+    def _forget_owner(self, task_id: str) -> None:
+        owner = self._owners.pop(task_id, None)
+        if owner is not None:
+            self._unfinished[owner] -= 1
+            if not self._unfinished[owner]:
+                del self._unfinished[owner]
 
     def requeue_page(self, task_id: str, page_number: int) -> None:
         """Put a page whose worker died back at the front of its task."""
@@ -51,6 +68,7 @@ class Scheduler:
         task.in_flight.discard(page_number)
         if not task.remaining and not task.in_flight:
             del self._active[task_id]
+            self._forget_owner(task_id)
             return True
         return False
 

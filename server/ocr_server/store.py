@@ -16,7 +16,7 @@ from pathlib import Path
 
 import diskcache
 
-from ocr_server.models import PageResult, TaskRecord
+from ocr_server.models import PageResult, Settings, TaskRecord, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,15 @@ class TaskStore:
         self._tasks.set(record.task_id, record.to_json(), expire=_remaining(record.expires))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
-        """The record, or None when unknown or expired (even if not yet swept)."""
+        """The record, or None when unknown or expired (even if not yet swept).
+
+        An unknown id costs what a known one costs: a miss parses a stand-in record, so that
+        "another tenant's task" (found, parsed, then refused) and "no such task" take the same
+        time and a client cannot probe which ids exist."""
         text = self._tasks.get(task_id)
+        record = TaskRecord.from_json(text if text is not None else _STAND_IN)
         if text is None:
             return None
-        record = TaskRecord.from_json(text)
         return record if record.expires > time.time() else None
 
     def unfinished_tasks(self) -> list[TaskRecord]:
@@ -81,6 +85,9 @@ class TaskStore:
     def bind_request_id(self, tenant: str, request_id: str, task_id: str, expires: float) -> None:
         key = f"{tenant}\x00{request_id}"
         self._request_ids.set(key, task_id, expire=_remaining(expires))
+
+    def release_request_id(self, tenant: str, request_id: str) -> None:
+        self._request_ids.delete(f"{tenant}\x00{request_id}")
 
     def lookup_request_id(self, tenant: str, request_id: str) -> str | None:
         value = self._request_ids.get(f"{tenant}\x00{request_id}")
@@ -154,6 +161,21 @@ class TaskStore:
         if removed:
             log.info("swept %d expired entries", removed)
         return removed
+
+
+# A typical record (one page, default settings): what get_task parses for an unknown id.
+_STAND_IN = TaskRecord(
+    task_id="0" * 40,
+    tenant="stand-in",
+    state=TaskState.PENDING,
+    settings=Settings(language="en", profile="fast", pages="", dpi=200),
+    document_type="png",
+    page_numbers=[1],
+    created=0.0,
+    expires=0.0,
+    filename="document.png",
+    request_id="0" * 32,
+).to_json()
 
 
 def _remaining(expires: float) -> float:

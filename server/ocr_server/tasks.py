@@ -64,6 +64,7 @@ class ManagerLimits:
     result_ttl: float
     max_queue: int
     documents: DocumentLimits
+    max_pending_per_tenant: int = 2**31  # pending or processing tasks of one tenant
 
 
 class TaskManager:
@@ -103,10 +104,7 @@ class TaskManager:
         )
         document_type = detect_type(content)
         with self._lock:
-            if self._scheduler.pending_count >= self._limits.max_queue:
-                raise QueueFullError(
-                    f"the queue is full ({self._limits.max_queue} tasks waiting); retry later"
-                )
+            self._check_room(tenant)  # cheap early refusal; checked again when queuing
         if self._store.is_full(len(content)):
             raise StoreFullError(
                 "the task store is at its size limit; retry after results expire "
@@ -148,8 +146,15 @@ class TaskManager:
                         return existing
                     # the bound task expired before its key: the key is ours now
                     self._store.bind_request_id(tenant, options.request_id, task_id, record.expires)
+            try:
+                self._check_room(tenant)  # concurrent submissions may have filled it meanwhile
+            except QueueFullError:
+                self._store.delete_document(task_id)
+                if options.request_id:
+                    self._store.release_request_id(tenant, options.request_id)
+                raise
             self._store.put_task(record)
-            self._scheduler.enqueue(task_id, pages)
+            self._scheduler.enqueue(task_id, pages, owner=tenant)
             self._publish(record)
         self._wake_workers()
         log.info("task %s queued: %s, %d pages", task_id, document_type, len(pages))
@@ -291,7 +296,7 @@ class TaskManager:
                     continue
                 record.state = TaskState.PENDING
                 self._store.put_task(record)
-                self._scheduler.enqueue(record.task_id, remaining)
+                self._scheduler.enqueue(record.task_id, remaining, owner=record.tenant)
                 count += 1
         if count:
             log.info("recovered %d unfinished tasks", count)
@@ -321,6 +326,20 @@ class TaskManager:
         return removed
 
     # --- internals -----------------------------------------------------------------------
+
+    def _check_room(self, tenant: str) -> None:
+        """Refuse a new task when the queue is full or the tenant has too many unfinished ones
+        (so one tenant's burst cannot fill the queue for everybody). Under the lock."""
+        if self._scheduler.pending_count >= self._limits.max_queue:
+            raise QueueFullError(
+                f"the queue is full ({self._limits.max_queue} tasks waiting); retry later"
+            )
+        limit = self._limits.max_pending_per_tenant
+        if self._scheduler.unfinished_count(tenant) >= limit:
+            raise QueueFullError(
+                f"this tenant already has {limit} tasks pending or processing, the per-tenant "
+                "limit (--max-pending-per-tenant); submit again when some have finished"
+            )
 
     def _find_by_request_id(self, tenant: str, request_id: str) -> TaskRecord | None:
         task_id = self._store.lookup_request_id(tenant, request_id)

@@ -560,6 +560,7 @@ class GetCapabilitiesResponse(_message.Message):
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     MAX_PAGES_FIELD_NUMBER: _builtins.int
     RESULT_TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_PENDING_PER_TENANT_FIELD_NUMBER: _builtins.int
     default_profile: _builtins.str
     max_message_bytes: _builtins.int
     """Largest request message the server accepts."""
@@ -567,6 +568,10 @@ class GetCapabilitiesResponse(_message.Message):
     """Most pages one task may hold."""
     result_ttl_seconds: _builtins.int
     """How long tasks and results are kept after submission, in seconds."""
+    max_pending_per_tenant: _builtins.int
+    """Most tasks one tenant may have PENDING or PROCESSING at once; beyond, Submit is
+    RESOURCE_EXHAUSTED for that tenant while other tenants are still served.
+    """
     @_builtins.property
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -580,10 +585,11 @@ class GetCapabilitiesResponse(_message.Message):
         max_message_bytes: _builtins.int = ...,
         max_pages: _builtins.int = ...,
         result_ttl_seconds: _builtins.int = ...,
+        max_pending_per_tenant: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_profile", b"default_profile", "languages", b"languages", "max_message_bytes", b"max_message_bytes", "max_pages", b"max_pages", "profiles", b"profiles", "result_ttl_seconds", b"result_ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_profile", b"default_profile", "languages", b"languages", "max_message_bytes", b"max_message_bytes", "max_pages", b"max_pages", "max_pending_per_tenant", b"max_pending_per_tenant", "profiles", b"profiles", "result_ttl_seconds", b"result_ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -78,7 +78,7 @@ class OcrServiceServicer:
     def Submit(self, request, context):
         """Submit queues a document and returns its task at once (state PENDING). Fails with
         INVALID_ARGUMENT for a document or setting that cannot be processed, RESOURCE_EXHAUSTED
-        when the queue or the store is full.
+        when the queue or the store is full or the tenant has too many unfinished tasks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

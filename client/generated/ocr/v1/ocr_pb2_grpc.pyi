@@ -42,7 +42,7 @@ class OcrServiceStub:
     Submit: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.SubmitRequest, _ocr_pb2.SubmitResponse]
     """Submit queues a document and returns its task at once (state PENDING). Fails with
     INVALID_ARGUMENT for a document or setting that cannot be processed, RESOURCE_EXHAUSTED
-    when the queue or the store is full.
+    when the queue or the store is full or the tenant has too many unfinished tasks.
     """
     GetTaskStatus: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.GetTaskStatusRequest, _ocr_pb2.GetTaskStatusResponse]
     """GetTaskStatus returns the task's state and progress, never the result."""
@@ -73,7 +73,7 @@ class OcrServiceAsyncStub(OcrServiceStub):
     Submit: _aio.UnaryUnaryMultiCallable[_ocr_pb2.SubmitRequest, _ocr_pb2.SubmitResponse]  # type: ignore[assignment]
     """Submit queues a document and returns its task at once (state PENDING). Fails with
     INVALID_ARGUMENT for a document or setting that cannot be processed, RESOURCE_EXHAUSTED
-    when the queue or the store is full.
+    when the queue or the store is full or the tenant has too many unfinished tasks.
     """
     GetTaskStatus: _aio.UnaryUnaryMultiCallable[_ocr_pb2.GetTaskStatusRequest, _ocr_pb2.GetTaskStatusResponse]  # type: ignore[assignment]
     """GetTaskStatus returns the task's state and progress, never the result."""
@@ -107,7 +107,7 @@ class OcrServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ocr_pb2.SubmitResponse, _abc.Awaitable[_ocr_pb2.SubmitResponse]]:
         """Submit queues a document and returns its task at once (state PENDING). Fails with
         INVALID_ARGUMENT for a document or setting that cannot be processed, RESOURCE_EXHAUSTED
-        when the queue or the store is full.
+        when the queue or the store is full or the tenant has too many unfinished tasks.
         """
 
     @_abc_1.abstractmethod
