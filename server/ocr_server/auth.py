@@ -1,8 +1,13 @@
 """Access tokens: `authorization: Bearer <token>` metadata maps to a tenant.
 
-Only SHA-256 hashes of tokens are kept in memory and in the tokens file; every comparison is
-constant-time and goes through all entries, and tokens are never logged. Health checking is
+Only SHA-256 hashes of tokens are kept in memory and in the tokens file; tokens are never
+logged (not even wrong ones: a wrong token is often a real one with a typo). Health checking is
 the one service that needs no token (load balancers probe it).
+
+Constant time: the presented token is hashed first, so what is compared is always two 32-byte
+digests, whatever the token's length; `hmac.compare_digest` compares them without stopping at
+the first differing byte, and the look-up compares against every entry without stopping at a
+match, so the time depends neither on how much of a token is right nor on which tenant's it is.
 """
 
 from __future__ import annotations
@@ -137,15 +142,18 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None or method.startswith(PUBLIC_SERVICE_PREFIXES):
             return handler
         metadata = handler_call_details.invocation_metadata
-        if self._registry.tenant_from_metadata(metadata) is not None:
+        tenant = self._registry.tenant_from_metadata(metadata)
+        if tenant is not None:
+            log.debug("%s for tenant %r", method, tenant)  # the tenant, never the token
             return handler
-        return _refusal(handler)
+        return _refusal(handler, method)
 
 
-def _refusal(handler: _Handler) -> _Handler:
+def _refusal(handler: _Handler, method: str) -> _Handler:
     message = "missing or invalid access token: send metadata 'authorization: Bearer <token>'"
 
     def refuse(_request: Any, context: grpc.ServicerContext) -> Any:
+        log.debug("refused %s from %s: missing or invalid token", method, context.peer())
         context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     if handler.request_streaming and handler.response_streaming:
