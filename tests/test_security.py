@@ -24,7 +24,9 @@ from ocr_client import OcrClient, tls_credentials
 from ocr_server import auth
 from ocr_server.auth import TokenRegistry, hash_token
 from ocr_server.config import default_tenant_limit, parse_args
+from ocr_server.models import Settings, TaskRecord, TaskState
 from ocr_server.scheduler import Scheduler
+from ocr_server.store import TaskStore
 from ocr_server.tls import TlsConfigError, server_credentials
 from tests.documents import encode
 from tests.harness import ROOT, TOKENS, ServerProcess, health_status
@@ -374,6 +376,34 @@ def test_other_tenants_task_is_indistinguishable_from_none(servers) -> None:  # 
         # bob's attempts changed nothing for alice
         assert alice.status(processing).state == ocr_pb2.TASK_STATE_PROCESSING
         assert alice.status(waiting).state == ocr_pb2.TASK_STATE_PENDING
+
+
+def test_store_lookup_does_the_same_work_for_unknown_ids(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """What keeps the timing equal, checked without a clock: an unknown id parses a record
+    (the stand-in) just as another tenant's id does before it is refused."""
+    store = TaskStore(tmp_path / "store", max_bytes=2**30)
+    record = TaskRecord(
+        task_id=secrets.token_hex(20),
+        tenant="alice",
+        state=TaskState.PENDING,
+        settings=Settings(language="en", profile="fast", pages="", dpi=200),
+        document_type="png",
+        page_numbers=[1],
+        created=time.time(),
+        expires=time.time() + 60,
+    )
+    store.put_task(record)
+    parsed: list[int] = []
+    real = TaskRecord.from_json.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        TaskRecord,
+        "from_json",
+        classmethod(lambda cls, text: parsed.append(len(text)) or real(cls, text)),
+    )
+    assert store.get_task(record.task_id) == record
+    assert store.get_task(secrets.token_hex(20)) is None
+    assert len(parsed) == 2 and abs(parsed[0] - parsed[1]) < 100  # records of similar size
+    store.close()
 
 
 # --- tokens -----------------------------------------------------------------------------------
