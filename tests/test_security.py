@@ -126,6 +126,10 @@ def test_tls_with_a_ca_bundle_end_to_end(pki, servers, tmp_path) -> None:  # typ
         assert result.text == "fake page 321x200"
     with OcrClient(f"localhost:{server.port}", TOKENS["alice"], ca_file=ca_file) as client:
         assert client.capabilities().default_profile  # the certificate's DNS name works too
+    with OcrClient(
+        server.target, TOKENS["alice"], ca_file=ca_file, tls_server_name="localhost"
+    ) as client:
+        assert client.capabilities().default_profile  # a name in the certificate, by IP
     # a plaintext client, and clients that do not trust the server's CA, get nowhere
     assert (
         refusals(
@@ -133,8 +137,9 @@ def test_tls_with_a_ca_bundle_end_to_end(pki, servers, tmp_path) -> None:  # typ
             {},
             {"ca_file": pki["other_ca"].cert},
             {"tls": True},  # the system's CAs only
+            {"ca_file": ca_file, "tls_server_name": "elsewhere.test"},  # not in the certificate
         )
-        == ["UNAVAILABLE"] * 3
+        == ["UNAVAILABLE"] * 4
     )
     # the token is still required over TLS
     with OcrClient(server.target, "wrong-token", ca_file=ca_file) as client:

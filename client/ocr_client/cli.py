@@ -145,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(
             flag, type=Path, default=os.environ.get(env) or None, help=f"{help_text} [{env}]"
         )
+    parser.add_argument(
+        "--tls-server-name",
+        default=os.environ.get("OCR_TLS_SERVER_NAME") or None,
+        help="name in the server's certificate, if not the target's host [OCR_TLS_SERVER_NAME]",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(
@@ -204,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             ca_file=args.ca_file,
             client_cert=args.client_cert,
             client_key=args.client_key,
+            tls_server_name=args.tls_server_name,
         ) as client:
             code: int = args.handler(client, args)
             return code

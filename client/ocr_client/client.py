@@ -82,17 +82,22 @@ class OcrClient:
         ca_file: str | Path | None = None,
         client_cert: str | Path | None = None,
         client_key: str | Path | None = None,
+        tls_server_name: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         """TLS is on with `tls=True` (system CAs) or any of `ca_file` (PEM CAs to trust, e.g.
         a private CA), `client_cert` + `client_key` (PEM, for servers that require client
-        certificates); `credentials` takes ready-made gRPC channel credentials instead."""
+        certificates); `credentials` takes ready-made gRPC channel credentials instead.
+        `tls_server_name`: the name to expect in the server's certificate when it differs from
+        the target's host (a tunnel, a port-forward, an IP address)."""
         options = [
             ("grpc.max_send_message_length", max_message_mb * MIB),
             ("grpc.max_receive_message_length", max_message_mb * MIB),
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
         ]
+        if tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
         if credentials is None and (tls or ca_file or client_cert or client_key):
             credentials = tls_credentials(ca_file, client_cert, client_key)
         if credentials is None:
