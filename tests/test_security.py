@@ -1,6 +1,7 @@
 """Security on the real server: TLS and client certificates, per-tenant limits, NOT_FOUND for
 other tenants' tasks (same code, message and timing as an id that never existed), tokens never
-written anywhere, unguessable task ids. Fault-injection engine: recognition is not the point."""
+written anywhere, unguessable task ids. Fault-injection engine where recognition is not the
+point; one real recognition over mutual TLS."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from ocr_server.models import Settings, TaskRecord, TaskState
 from ocr_server.scheduler import Scheduler
 from ocr_server.store import TaskStore
 from ocr_server.tls import TlsConfigError, server_credentials
-from tests.documents import encode
+from tests.documents import RECEIPTS, cer, encode, receipt_jpeg, receipt_truth
 from tests.harness import ROOT, TOKENS, ServerProcess, health_status
 from tests.tls_certs import TestCA
 
@@ -168,6 +169,25 @@ def test_tls_with_a_ca_bundle_end_to_end(pki, servers, tmp_path) -> None:  # typ
     )
     assert done.returncode == 0, done.stderr
     assert '"max_pending_per_tenant"' in done.stdout
+
+
+def test_real_recognition_over_mutual_tls(pki, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The real engine behind TLS with client certificates (one worker: ~5 s)."""
+    document, truth = receipt_jpeg(), receipt_truth(RECEIPTS[0])
+    ca_file, client = pki["ca"].cert, pki["client"]
+    with_cert = {"ca_file": ca_file, "client_cert": client.cert, "client_key": client.key}
+    server = ServerProcess(
+        tmp_path / "data",
+        *_tls_args(pki, client_ca=True),
+        env={"OCR_WORKERS": "1"},
+        credentials=tls_credentials(**with_cert),
+    ).start()
+    try:
+        with OcrClient(server.target, TOKENS["alice"], **with_cert) as ocr:
+            result = ocr.recognize(document, timeout=120)
+    finally:
+        server.stop()
+    assert cer(truth, result.text) < 0.2, result.text
 
 
 def test_client_certificates_required_with_tls_client_ca(pki, servers) -> None:  # type: ignore[no-untyped-def]
