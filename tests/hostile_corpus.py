@@ -108,6 +108,21 @@ def tiff_many_pages(count: int) -> bytes:
     return bytes(out)
 
 
+TIFF_IFD_SIZE = 2 + 8 * 12 + 4
+TIFF_ENTRIES = {256: 0, 257: 1, 258: 2, 259: 3}  # tag -> entry index in tiff_many_pages
+
+
+def tiff_patched(pages: int, page: int, tag: int, value: int, *, new_tag: int = 0) -> bytes:
+    """tiff_many_pages with one entry of one page changed: its value, or its tag number."""
+    data = bytearray(tiff_many_pages(pages))
+    entry = 8 + (page - 1) * TIFF_IFD_SIZE + 2 + TIFF_ENTRIES[tag] * 12
+    if new_tag:
+        data[entry : entry + 2] = new_tag.to_bytes(2, "little")
+    else:
+        data[entry + 8 : entry + 12] = value.to_bytes(4, "little")
+    return bytes(data)
+
+
 # --- text images ------------------------------------------------------------------------------
 
 
@@ -255,6 +270,18 @@ REFUSED: list[Refused] = [
         lambda: tiff_many_pages(3000),
         ("more than 2000 pages",),
         {"pages": "1"},
+    ),
+    # found by the fuzz run (tests/test_fuzz_documents.py): each escaped as INTERNAL before
+    Refused("tiff-no-width", lambda: tiff_patched(1, 1, 256, 0, new_tag=0x8000), ("no width",)),
+    Refused(
+        "tiff-unknown-compression-page-2",
+        lambda: tiff_patched(2, 2, 259, 54785),
+        ("TIFF page 2 uses compression code 54785", "cannot decode"),
+    ),
+    Refused(
+        "tiff-bomb-on-page-3",
+        lambda: tiff_patched(3, 3, 256, 200_000_000),
+        ("TIFF page 3 is 200000000x1", "100,000,000"),
     ),
     Refused("pdf-5000-pages", lambda: pdf_document([None] * 5000), ("5000 pages", "at most 2000")),
     Refused("pdf-encrypted", encrypted_pdf, ("encrypted", "password")),

@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from ocr.v1 import ocr_pb2
-from ocr_server.documents import DocumentLimits, inspect_image, inspect_pdf
+from ocr_server.documents import DocumentLimits, inspect_image, inspect_pdf, load_page
 from ocr_server.errors import InvalidDocumentError
 from tests import hostile_corpus as corpus
 from tests.documents import RECEIPTS, cer, receipt_jpeg, receipt_truth
@@ -190,11 +190,11 @@ def test_tiff_page_count_stops_past_the_limit_and_detects_loops() -> None:
         inspect_image(looped, "tiff", DocumentLimits())
 
 
-def test_tiff_bomb_on_a_later_page_is_refused_at_submission() -> None:
-    """Pillow's header check sees only the first page; the directories show every page."""
-    data = bytearray(corpus.tiff_many_pages(3))
-    ifd_size = 2 + 8 * 12 + 4
-    third_width_value = 8 + 2 * ifd_size + 2 + 8  # page 3, first entry (width), its value
-    data[third_width_value : third_width_value + 4] = (200_000_000).to_bytes(4, "little")
-    with pytest.raises(InvalidDocumentError, match="TIFF page 3 is 200000000x1"):
-        inspect_image(bytes(data), "tiff", DocumentLimits())
+def test_tiff_bomb_on_a_later_page_is_caught_by_the_worker_too(tmp_path: Path) -> None:
+    """Submission refuses it (corpus case tiff-bomb-on-page-3); should a document get past,
+    the worker checks the size of the frame it is about to decode, not the first frame's."""
+    path = tmp_path / "bomb.tiff"
+    path.write_bytes(corpus.tiff_patched(3, 3, 256, 200_000_000))
+    assert load_page(path, "tiff", 1, 200, DocumentLimits()).shape == (1, 1, 3)
+    with pytest.raises(InvalidDocumentError, match="page 3 is 200000000x1"):
+        load_page(path, "tiff", 3, 200, DocumentLimits())

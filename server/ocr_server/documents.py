@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from ocr_server.engines.base import Image as PageImage
 from ocr_server.errors import InvalidDocumentError, InvalidSettingsError
@@ -126,6 +126,11 @@ def _inspect_tiff(data: bytes, limits: DocumentLimits) -> DocumentInfo:
         )
     for number, page in enumerate(pages, start=1):
         _check_pixels((page.width, page.height), limits, f"TIFF page {number}")
+        if page.compression not in TiffImagePlugin.COMPRESSION_INFO:
+            raise InvalidDocumentError(
+                f"TIFF page {number} uses compression code {page.compression}, which this "
+                "server cannot decode (use none, LZW, Deflate, PackBits, JPEG or CCITT G3/G4)"
+            )
         if page.data_end > len(data):
             raise InvalidDocumentError(
                 f"the TIFF is truncated: page {number}'s image data ends at byte "
@@ -137,7 +142,7 @@ def _inspect_tiff(data: bytes, limits: DocumentLimits) -> DocumentInfo:
 
 
 def inspect_pdf(path: Path, limits: DocumentLimits) -> DocumentInfo:
-    """Count a PDF's pages with poppler, refusing encrypted and page-less documents."""
+    """Count a PDF's pages with poppler, refusing password-protected and page-less ones."""
     info = read_pdf_info(path, 1, limits.max_pages + 1)
     if info.page_count > limits.max_pages:
         raise InvalidDocumentError(
@@ -236,9 +241,10 @@ def _decoder_errors(what: str) -> Iterator[None]:
         raise
     except UnidentifiedImageError as exc:
         raise InvalidDocumentError(f"{what}: its header cannot be read") from exc
-    except Exception as exc:
-        reason = _first_line(str(exc)) or type(exc).__name__
-        raise InvalidDocumentError(f"{what}: {reason}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidDocumentError(f"{what}: {_first_line(str(exc)) or 'unreadable'}") from exc
+    except Exception as exc:  # e.g. Pillow's KeyError for an unknown TIFF compression code
+        raise InvalidDocumentError(f"{what}: {type(exc).__name__} {_first_line(str(exc))}") from exc
 
 
 def _open_image(source: Path | io.BytesIO, document_type: str) -> Image.Image:

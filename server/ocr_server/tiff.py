@@ -13,10 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-WIDTH, HEIGHT = 256, 257
+WIDTH, HEIGHT, COMPRESSION = 256, 257, 259
 STRIP_OFFSETS, STRIP_BYTE_COUNTS = 273, 279
 TILE_OFFSETS, TILE_BYTE_COUNTS = 324, 325
-_WANTED = {WIDTH, HEIGHT, STRIP_OFFSETS, STRIP_BYTE_COUNTS, TILE_OFFSETS, TILE_BYTE_COUNTS}
+_WANTED = {
+    WIDTH,
+    HEIGHT,
+    COMPRESSION,
+    STRIP_OFFSETS,
+    STRIP_BYTE_COUNTS,
+    TILE_OFFSETS,
+    TILE_BYTE_COUNTS,
+}
 _INTEGER_TYPES = {1: "u1", 3: "u2", 4: "u4"}  # BYTE, SHORT, LONG
 
 
@@ -28,6 +36,7 @@ class TiffStructureError(ValueError):
 class TiffPage:
     width: int
     height: int
+    compression: int  # TIFF code: 1 none, 5 LZW, 4 CCITT G4, ...
     data_end: int  # one past the last byte of the page's strips or tiles
 
 
@@ -85,4 +94,6 @@ def _page(tags: dict[int, np.ndarray], number: int) -> TiffPage:
         raise TiffStructureError(f"page {number} has no image data")
     if offsets.size != counts.size:
         raise TiffStructureError(f"page {number} has {offsets.size} strips but {counts.size} sizes")
-    return TiffPage(int(width[0]), int(height[0]), int((offsets + counts).max()))
+    compression = tags.get(COMPRESSION)
+    code = int(compression[0]) if compression is not None and compression.size else 1
+    return TiffPage(int(width[0]), int(height[0]), code, int((offsets + counts).max()))
