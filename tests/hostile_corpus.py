@@ -38,20 +38,22 @@ def png_from_rows(width: int, height: int, bit_depth: int, color_type: int, rows
     )
 
 
-def pdf_document(pages: list[bytes | None], *, count: int | None = None) -> bytes:
-    """A minimal valid PDF: one page per entry (its content stream, or None for a blank
-    US-letter page). `count` overrides /Count (a lying page tree)."""
+def pdf_document(
+    pages: list[bytes | None], *, count: int | None = None, size: tuple[int, int] = (612, 792)
+) -> bytes:
+    """A minimal valid PDF: one page per entry (its content stream, or None for a blank page),
+    US letter unless `size` (points) says otherwise. `count` overrides /Count (a lying tree)."""
     objects: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
     kids = []
+    box = f"/MediaBox [0 0 {size[0]} {size[1]}]"
     for content in pages:
         page_number = len(objects) + 1
         kids.append(f"{page_number} 0 R".encode())
         if content is None:
-            objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>")
+            objects.append(f"<< /Type /Page /Parent 2 0 R {box} >>".encode())
         else:
             objects.append(
-                f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                f"/Contents {page_number + 1} 0 R >>".encode()
+                f"<< /Type /Page /Parent 2 0 R {box} /Contents {page_number + 1} 0 R >>".encode()
             )
             objects.append(
                 f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream"
@@ -216,9 +218,8 @@ def png_bomb() -> bytes:
 
 
 def pdf_bomb_page() -> bytes:
-    """A 30 kB-free PDF whose only page is 200x200 inches: 40000x40000 pixels at 200 dpi."""
-    doc = pdf_document([None])
-    return doc.replace(b"/MediaBox [0 0 612 792]", b"/MediaBox [0 0 14400 14400]")
+    """A 339-byte PDF whose only page is 200x200 inches: 40000x40000 pixels at 200 dpi."""
+    return pdf_document([None], size=(14_400, 14_400))
 
 
 def encrypted_pdf(user_password: str = "secret") -> bytes:
