@@ -1,5 +1,5 @@
 """The API contract on the real server (real PaddleOCR): status, idempotency, tenants,
-tokens, bad input, limits, health, reflection and the CLI."""
+tokens, limits, health, reflection and the CLI. Bad input: tests/test_hostile_input.py."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_wrong_or_missing_token_is_unauthenticated(real_server: ServerProcess) -
 def test_other_tenant_sees_not_found(real_server: ServerProcess) -> None:
     with real_server.client() as alice, real_server.client("bob") as bob:
         task = alice.submit(receipt_jpeg())
-        unknown = "A" * 32
+        unknown = "0" * 40  # well-formed: malformed ids are INVALID_ARGUMENT
         for task_id in (task.task_id, unknown):
             for call in (bob.status, bob.result, bob.cancel):
                 error = rpc_error(call, task_id)
@@ -95,60 +95,6 @@ def test_other_tenant_sees_not_found(real_server: ServerProcess) -> None:
             assert error.code() == grpc.StatusCode.NOT_FOUND
         # bob's attempts changed nothing for alice
         assert alice.wait(task.task_id, timeout=300).state == ocr_pb2.TASK_STATE_COMPLETED
-
-
-@pytest.mark.parametrize(
-    ("content", "fragment"),
-    [
-        (b"", "empty"),
-        (os.urandom(4096), "unsupported"),
-        (b"%PDF-1.7\n garbage that is not a pdf", "PDF"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "PNG"),
-    ],
-    ids=["empty", "random", "broken-pdf", "broken-png"],
-)
-def test_bad_documents_are_invalid_argument(
-    real_server: ServerProcess, content: bytes, fragment: str
-) -> None:
-    with real_server.client() as client:
-        error = rpc_error(client.submit, content)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fragment in error.details()
-
-
-def test_truncated_jpeg_is_invalid_argument(real_server: ServerProcess) -> None:
-    data = receipt_jpeg()
-    with real_server.client() as client:
-        error = rpc_error(client.submit, data[: len(data) // 2])
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "truncated" in error.details()
-
-
-@pytest.mark.parametrize(
-    ("settings", "fragment"),
-    [
-        ({"language": "klingon"}, "installed: en, zh"),
-        ({"profile": "turbo"}, "unknown profile"),
-        ({"dpi": 10000}, "dpi 10000 is out of range"),
-        ({"pages": "2-9"}, "document has 3"),
-        ({"pages": "abc"}, "page list"),
-    ],
-)
-def test_bad_settings_are_invalid_argument(
-    real_server: ServerProcess, settings: dict[str, object], fragment: str
-) -> None:
-    with real_server.client() as client:
-        error = rpc_error(client.submit, receipts_document("PDF"), **settings)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fragment in error.details()
-
-
-def test_bad_task_ids_are_not_found(real_server: ServerProcess) -> None:
-    with real_server.client() as client:
-        for task_id in ("", "../../etc/passwd", "x" * 10_000):
-            error = rpc_error(client.status, task_id)
-            assert error.code() == grpc.StatusCode.NOT_FOUND
-            assert len(error.details()) < 200
 
 
 def test_messages_over_4_mib_are_accepted(real_server: ServerProcess) -> None:
@@ -224,7 +170,7 @@ def test_cli_recognize_and_errors(real_server: ServerProcess, tmp_path) -> None:
     denied = run_cli(real_server, "status", task_id, token="wrong")
     assert denied.returncode != 0
     assert denied.stderr.startswith("ocr: UNAUTHENTICATED:")
-    missing = run_cli(real_server, "status", "B" * 32)
+    missing = run_cli(real_server, "status", "b" * 40)
     assert missing.returncode != 0 and "NOT_FOUND" in missing.stderr
 
 

@@ -8,16 +8,22 @@ any pixel is decoded, which is what stops decompression bombs.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import re
-from dataclasses import dataclass
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from ocr_server.engines.base import Image as PageImage
 from ocr_server.errors import InvalidDocumentError, InvalidSettingsError
+from ocr_server.pdfinfo import read_pdf_info
+from ocr_server.tiff import TiffStructureError, read_pages
 
 PIL_FORMATS = {
     "png": "PNG",
@@ -47,6 +53,7 @@ class DocumentLimits:
 class DocumentInfo:
     document_type: str
     page_count: int
+    page_sizes: dict[int, tuple[float, float]] = field(default_factory=dict)  # PDF, in points
 
 
 def detect_type(data: bytes) -> str:
@@ -76,51 +83,87 @@ def detect_type(data: bytes) -> str:
 
 def inspect_image(data: bytes, document_type: str, limits: DocumentLimits) -> DocumentInfo:
     """Read an image's header (not its pixels) and check it against the limits."""
-    try:
+    if document_type == "tiff":
+        return _inspect_tiff(data, limits)
+    with _decoder_errors(f"the {document_type.upper()} image is damaged"):
         with _open_image(io.BytesIO(data), document_type) as image:
             _check_pixels(image.size, limits, "image")
-            frames = getattr(image, "n_frames", 1) if document_type == "tiff" else 1
-            if frames > limits.max_pages:
-                raise InvalidDocumentError(
-                    f"the TIFF has {frames} pages; this server accepts at most {limits.max_pages}"
-                )
         if document_type == "png":
             with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
                 image.verify()  # chunk CRCs and the end marker, without decoding pixels
-        if document_type == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-            raise InvalidDocumentError("the JPEG is truncated (no end-of-image marker)")
-    except InvalidDocumentError:
-        raise
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, EOFError) as exc:
-        raise InvalidDocumentError(f"the {document_type.upper()} image is damaged: {exc}") from exc
-    return DocumentInfo(document_type, frames)
+    if document_type == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise InvalidDocumentError("the JPEG is truncated (no end-of-image marker)")
+    if document_type == "bmp":
+        _check_bmp_length(data)
+    return DocumentInfo(document_type, 1)
+
+
+def _check_bmp_length(data: bytes) -> None:
+    """An uncompressed BMP's pixel rows have a known length: a shorter file was cut short."""
+    if len(data) < 34 or struct.unpack_from("<I", data, 14)[0] < 40:
+        return  # old OS/2 header: Pillow's decoder is the check
+    offset = struct.unpack_from("<I", data, 10)[0]
+    width, height, _, bits, compression = struct.unpack_from("<iiHHI", data, 18)
+    if compression in (0, 3):  # BI_RGB, BI_BITFIELDS
+        needed = offset + (abs(width) * bits + 31) // 32 * 4 * abs(height)
+        if len(data) < needed:
+            raise InvalidDocumentError(
+                f"the BMP is truncated: its pixels need {needed:,} bytes but the file has "
+                f"{len(data):,}"
+            )
+
+
+def _inspect_tiff(data: bytes, limits: DocumentLimits) -> DocumentInfo:
+    """Every page's size and data extent from the directories; the count stops past the limit."""
+    try:
+        pages = read_pages(data, limits.max_pages)
+    except TiffStructureError as exc:
+        raise InvalidDocumentError(f"the TIFF is damaged: {exc}") from exc
+    if len(pages) > limits.max_pages:
+        raise InvalidDocumentError(
+            f"the TIFF has more than {limits.max_pages} pages; this server accepts at most "
+            f"{limits.max_pages} (split it)"
+        )
+    for number, page in enumerate(pages, start=1):
+        _check_pixels((page.width, page.height), limits, f"TIFF page {number}")
+        if page.compression not in TiffImagePlugin.COMPRESSION_INFO:
+            raise InvalidDocumentError(
+                f"TIFF page {number} uses compression code {page.compression}, which this "
+                "server cannot decode (use none, LZW, Deflate, PackBits, JPEG or CCITT G3/G4)"
+            )
+        if page.data_end > len(data):
+            raise InvalidDocumentError(
+                f"the TIFF is truncated: page {number}'s image data ends at byte "
+                f"{page.data_end:,} but the file has {len(data):,} bytes"
+            )
+    with _decoder_errors("the TIFF is damaged"), _open_image(io.BytesIO(data), "tiff"):
+        pass  # Pillow reads the first directory: compression and layout it can decode
+    return DocumentInfo("tiff", len(pages))
 
 
 def inspect_pdf(path: Path, limits: DocumentLimits) -> DocumentInfo:
-    """Count a PDF's pages with poppler, refusing encrypted and page-less documents."""
-    from pdf2image import pdfinfo_from_path
-    from pdf2image.exceptions import PDFPageCountError
-
-    try:
-        info = pdfinfo_from_path(str(path), timeout=30)
-    except PDFPageCountError as exc:
-        text = str(exc)
-        if "password" in text.lower() or "encrypt" in text.lower():
-            raise InvalidDocumentError(
-                "the PDF is encrypted; remove the password and submit it again"
-            ) from exc
-        raise InvalidDocumentError(f"the PDF is damaged: {_first_line(text)}") from exc
-    if str(info.get("Encrypted", "no")).startswith("yes"):
-        raise InvalidDocumentError("the PDF is encrypted; remove the password and submit it again")
-    pages = int(info.get("Pages", 0) or 0)
-    if pages < 1:
-        raise InvalidDocumentError("the PDF has no pages")
-    if pages > limits.max_pages:
+    """Count a PDF's pages with poppler, refusing password-protected and page-less ones."""
+    info = read_pdf_info(path, 1, limits.max_pages + 1)
+    if info.page_count > limits.max_pages:
         raise InvalidDocumentError(
-            f"the PDF has {pages} pages; this server accepts at most {limits.max_pages} "
-            "(split it, or choose pages with settings.pages)"
+            f"the PDF has {info.page_count} pages; this server accepts at most "
+            f"{limits.max_pages} (split it)"
         )
-    return DocumentInfo("pdf", pages)
+    # An encrypted PDF that opens without a password (only the owner's permissions are set)
+    # is rendered by poppler as by any viewer, so it is accepted; one that needs a password
+    # was refused by read_pdf_info.
+    return DocumentInfo("pdf", info.page_count, info.page_sizes)
+
+
+def check_page_sizes(
+    info: DocumentInfo, pages: list[int], dpi: int, limits: DocumentLimits
+) -> None:
+    """Refuse a selected PDF page that would rasterise to more pixels than the limit."""
+    for number in pages:
+        if number in info.page_sizes:
+            _check_pixels(
+                _pixels_at(info.page_sizes[number], dpi), limits, f"PDF page {number} at {dpi} dpi"
+            )
 
 
 def parse_page_selection(spec: str, page_count: int) -> list[int]:
@@ -158,47 +201,50 @@ def load_page(
     """Decode one page as an upright RGB array (in a worker; one page in memory at a time)."""
     if document_type == "pdf":
         return _rasterise_pdf_page(path, page_number, dpi, limits)
-    try:
-        with _open_image(path, document_type) as image:
-            _check_pixels(image.size, limits, "image")
-            if page_number > 1:
-                image.seek(page_number - 1)
-            return _to_rgb_array(ImageOps.exif_transpose(image) or image)
-    except InvalidDocumentError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidDocumentError(
-            f"page {page_number} of the {document_type.upper()} cannot be decoded: {exc}"
-        ) from exc
+    what = f"page {page_number} of the {document_type.upper()} cannot be decoded"
+    with _decoder_errors(what), _open_image(path, document_type) as image:
+        if page_number > 1:
+            image.seek(page_number - 1)
+        _check_pixels(image.size, limits, f"page {page_number}")  # this frame's own size
+        return _to_rgb_array(ImageOps.exif_transpose(image) or image)
 
 
 def _rasterise_pdf_page(
     path: Path, page_number: int, dpi: int, limits: DocumentLimits
 ) -> PageImage:
-    from pdf2image import convert_from_path, pdfinfo_from_path
-    from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
+    from pdf2image import convert_from_path
 
-    try:
-        info = pdfinfo_from_path(str(path), first_page=page_number, last_page=page_number)
-        width_pt, height_pt = _page_size_points(str(info.get("Page size", "")))
-        if width_pt and height_pt:
-            scale = dpi / PDF_POINTS_PER_INCH
-            _check_pixels((int(width_pt * scale), int(height_pt * scale)), limits, "PDF page")
+    size = read_pdf_info(path, page_number, page_number).page_sizes.get(page_number)
+    if size is not None:
+        _check_pixels(_pixels_at(size, dpi), limits, f"PDF page {page_number} at {dpi} dpi")
+    with _decoder_errors(f"page {page_number} of the PDF cannot be rendered"):
         images = convert_from_path(
             str(path), dpi=dpi, first_page=page_number, last_page=page_number, timeout=120
         )
-    except (PDFPageCountError, PDFSyntaxError) as exc:
-        raise InvalidDocumentError(
-            f"page {page_number} of the PDF cannot be rendered: {_first_line(str(exc))}"
-        ) from exc
-    if not images:
-        raise InvalidDocumentError(f"page {page_number} of the PDF rendered to nothing")
-    return _to_rgb_array(images[0])
+        if not images:
+            raise InvalidDocumentError(f"page {page_number} of the PDF rendered to nothing")
+        return _to_rgb_array(images[0])
 
 
-def _page_size_points(text: str) -> tuple[float, float]:
-    match = re.match(r"\s*([\d.]+)\s*x\s*([\d.]+)", text)
-    return (float(match.group(1)), float(match.group(2))) if match else (0.0, 0.0)
+def _pixels_at(size_points: tuple[float, float], dpi: int) -> tuple[int, int]:
+    scale = dpi / PDF_POINTS_PER_INCH
+    return math.ceil(size_points[0] * scale), math.ceil(size_points[1] * scale)
+
+
+@contextlib.contextmanager
+def _decoder_errors(what: str) -> Iterator[None]:
+    """Whatever a decoder raises on untrusted bytes (OSError, SyntaxError, but also TypeError,
+    struct.error, IndexError, MemoryError, ...) means the document is damaged."""
+    try:
+        yield
+    except InvalidDocumentError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise InvalidDocumentError(f"{what}: its header cannot be read") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidDocumentError(f"{what}: {_first_line(str(exc)) or 'unreadable'}") from exc
+    except Exception as exc:  # e.g. Pillow's KeyError for an unknown TIFF compression code
+        raise InvalidDocumentError(f"{what}: {type(exc).__name__} {_first_line(str(exc))}") from exc
 
 
 def _open_image(source: Path | io.BytesIO, document_type: str) -> Image.Image:
@@ -230,4 +276,4 @@ def _to_rgb_array(image: Image.Image) -> PageImage:
 
 
 def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return text.strip().splitlines()[0][:300] if text.strip() else ""

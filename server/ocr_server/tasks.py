@@ -22,6 +22,7 @@ from ocr_server.capabilities import Capabilities
 from ocr_server.convert import build_result
 from ocr_server.documents import (
     DocumentLimits,
+    check_page_sizes,
     detect_type,
     inspect_image,
     inspect_pdf,
@@ -118,6 +119,7 @@ class TaskManager:
             else:
                 info = inspect_image(content, document_type, self._limits.documents)
             pages = parse_page_selection(settings.pages, info.page_count)
+            check_page_sizes(info, pages, settings.dpi, self._limits.documents)
         except Exception:
             self._store.delete_document(task_id)
             raise
@@ -162,8 +164,7 @@ class TaskManager:
 
     def find(self, tenant: str, task_id: str) -> tuple[TaskRecord, int]:
         """The tenant's task and its queue position; NOT_FOUND for anybody else's."""
-        if not _TASK_ID_PATTERN.fullmatch(task_id):
-            raise TaskNotFoundError(task_id)
+        _check_task_id(task_id)
         record = self._store.get_task(task_id)
         if record is None or not secrets.compare_digest(record.tenant, tenant):
             raise TaskNotFoundError(task_id)
@@ -374,6 +375,16 @@ class TaskManager:
                 record = self._store.get_task(task_id)
                 if record is not None:
                     self._publish(record)
+
+
+def _check_task_id(task_id: str) -> None:
+    """A malformed id is the caller's mistake, told before any look-up; a well-formed unknown
+    id stays NOT_FOUND (unknown, expired and another tenant's look the same)."""
+    if not _TASK_ID_PATTERN.fullmatch(task_id):
+        shown = repr(task_id[:20]) + ("..." if len(task_id) > 20 else "")
+        raise InvalidSettingsError(
+            f"task_id must be 40 lowercase hex digits (got {len(task_id)} characters: {shown})"
+        )
 
 
 def _check_text_field(name: str, value: str, limit: int) -> None:
