@@ -120,9 +120,9 @@ class Service:
             try:
                 try:
                     outcome, submit_s, page_delays = self._one_task(client, page, content)
-                except grpc.RpcError as exc:  # counted as an unread page, said in the report
+                except Exception as exc:  # an unread page, counted and shown in the report
                     outcome, submit_s, page_delays = (
-                        PageOutcome(page.page_id, "", 0.0, str(exc)),
+                        PageOutcome(page.page_id, "", 0.0, f"{type(exc).__name__}: {exc}"),
                         0.0,
                         [],
                     )
