@@ -75,8 +75,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "",
             f"Memory over {s['pages']} service pages ({s['profile']}, {s['pages_per_s']:.2f} "
-            f"pages/s): RSS per worker first {s['rss_first_mb']} MB, last {s['rss_last_mb']} MB, "
-            f"peak {s['peak_rss_mb']} MB.",
+            f"pages/s): RSS per worker a quarter of the way in {s['rss_settled_mb']} MB, "
+            f"at the end {s['rss_last_mb']} MB, peak {s['peak_rss_mb']} MB "
+            f"({s['workers_seen']} worker processes seen).",
         ]
     if results["targets"]:
         lines += ["", "Targets:", "", "| target | measured | holds |", "|---|---|---|"]
