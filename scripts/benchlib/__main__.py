@@ -13,10 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchlib import report, tesseract
-from benchlib.datasets import ROOT, SET_NAMES, EvalSet, load_sets
+from benchlib import raw_engine, report, tesseract
+from benchlib.datasets import ROOT, SET_NAMES, EvalSet, eval_dir, load_sets
 from benchlib.outcome import SetRun
-from benchlib.raw_engine import RawEngine
 from benchlib.service import Service
 from benchlib.summary import Row, add_ratios, check_targets, soak_summary, summarise, totals
 from ocr_server.engines.profiles import DEFAULT_PROFILE
@@ -98,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         args.profiles or ("fast,accurate" if mode == "full" else DEFAULT_PROFILE), None, "profile"
     )
     engines = _split(args.engines, ENGINES, "engine")
+    set_names = _split(args.sets, SET_NAMES, "set")
+    known = raw_engine.profiles()
+    for name in profiles:
+        if name not in known or not known[name].is_installed(raw_engine.model_dir()):
+            installed = [n for n, p in known.items() if p.is_installed(raw_engine.model_dir())]
+            sys.exit(f"bench: profile {name!r} is not installed; installed: {', '.join(installed)}")
+    if not (eval_dir() / "cer.py").is_file():
+        _say(f"no evaluation data at {eval_dir()} (needs ../shared/eval, or set OCR_EVAL_DIR)")
+        return 2
     soak_pages = args.soak if args.soak is not None else (300 if mode == "full" else 0)
     started_at = dt.datetime.now(dt.UTC)
     out = args.out or ROOT / "bench-results" / started_at.strftime("%Y%m%d-%H%M%S")
@@ -105,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
     clock = time.perf_counter()
 
-    sets, skipped = load_sets(_split(args.sets, SET_NAMES, "set"), mode, not args.no_build)
+    sets, skipped = load_sets(set_names, mode, not args.no_build)
     for note in skipped:
         _say(note)
     if not sets:
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     loads: dict[str, float] = {}
     for profile in profiles:
         if "raw" in engines:
-            with RawEngine(args.workers, profile, args.language) as raw:
+            with raw_engine.RawEngine(args.workers, profile, args.language) as raw:
                 loads[f"raw:{profile}"] = round(raw.load_seconds, 1)
                 _say(
                     f"raw engine {profile}: {args.workers} workers warm in {raw.load_seconds:.1f} s"

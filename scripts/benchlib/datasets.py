@@ -99,8 +99,8 @@ def load_sets(names: list[str], mode: str, build: bool) -> tuple[list[EvalSet], 
             pdf_problem = build_pdfset(pdf_dir)
         else:
             pdf_problem = (
-                f"no built pdfset at {pdf_dir} (build it with "
-                f"`bash ../shared/eval/build_pdf_set.sh {pdf_dir}`, or run without --smoke)"
+                f"no built pdfset at {pdf_dir} (a run without --smoke or --no-build builds it, "
+                f"or `bash {eval_dir() / 'build_pdf_set.sh'} {pdf_dir}`)"
             )
     for name in names:
         if name in PDF_SETS:

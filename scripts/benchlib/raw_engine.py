@@ -28,6 +28,7 @@ from benchlib.datasets import ROOT, EvalSet, Page
 from benchlib.outcome import PageOutcome, SetRun
 from benchlib.resources import CpuMeter, MemorySampler, peak_rss
 from ocr_server.documents import DEFAULT_DPI
+from ocr_server.engines.profiles import Profile, load_profiles
 from ocr_server.models import PageJob, PageResult
 from ocr_server.pool import _SINGLE_THREAD_ENV  # the server's worker environment, verbatim
 from ocr_server.worker import WorkerConfig, worker_main
@@ -37,7 +38,14 @@ LOAD_TIMEOUT = 300.0
 
 
 def model_dir() -> Path:
+    """Where the server would look (OCR_MODEL_DIR, else the set-up's models)."""
     return Path(os.environ.get("OCR_MODEL_DIR", ROOT / ".venv" / "share" / "ocr-models"))
+
+
+def profiles() -> dict[str, Profile]:
+    """The server's profiles: built in, plus OCR_PROFILES_FILE's as the server reads them."""
+    path = os.environ.get("OCR_PROFILES_FILE")
+    return load_profiles(Path(path) if path else None)
 
 
 class RawEngine:
@@ -55,10 +63,20 @@ class RawEngine:
         self._lock = threading.Lock()
 
     def __enter__(self) -> RawEngine:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()  # never leave workers behind
+            raise
+        return self
+
+    def _start(self) -> None:
         for key, value in _SINGLE_THREAD_ENV.items():
             os.environ.setdefault(key, value)
         context = multiprocessing.get_context("spawn")
-        config = WorkerConfig(model_dir=model_dir(), default_profile=self.profile)
+        config = WorkerConfig(
+            model_dir=model_dir(), default_profile=self.profile, profiles=profiles()
+        )
         started = time.perf_counter()
         for index in range(self.workers):
             parent, child = context.Pipe()
@@ -77,7 +95,6 @@ class RawEngine:
         for conn in self._conns:  # one warm-up page each: lazy initialisation is not timed
             self._recognize(conn, warm_up)
         self.load_seconds = time.perf_counter() - started
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for conn in self._conns:
@@ -109,7 +126,13 @@ class RawEngine:
                     page = todo.get_nowait()
                 except queue.Empty:
                     return
-                outcomes[page.page_id] = self._recognize(conn, page)
+                try:
+                    outcomes[page.page_id] = self._recognize(conn, page)
+                except (EOFError, OSError, TimeoutError) as exc:  # this worker is gone
+                    outcomes[page.page_id] = PageOutcome(
+                        page.page_id, "", 0.0, f"worker lost: {exc!r}"
+                    )
+                    return
 
         threads = [threading.Thread(target=drain, args=(conn,)) for conn in self._conns]
         cpu.start()
@@ -127,7 +150,11 @@ class RawEngine:
             profile=self.profile,
             set_name=eval_set.name,
             wall_seconds=wall,
-            pages=[outcomes[p.page_id] for p in eval_set.pages],
+            pages=[
+                outcomes.get(p.page_id)
+                or PageOutcome(p.page_id, "", 0.0, "not run: no worker left")
+                for p in eval_set.pages
+            ],
             peak_rss_bytes=peaks or memory.peaks,
             cpu_per_core=cpu.per_core,
         )

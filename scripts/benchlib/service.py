@@ -85,7 +85,11 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_serving()
+        try:
+            self._wait_serving()
+        except BaseException:
+            self.__exit__()  # never leave a server behind
+            raise
         self.load_seconds = time.perf_counter() - started
         self._client = OcrClient(self.target, self.token, timeout=60)
         return self
@@ -157,7 +161,10 @@ class Service:
             profile=self.profile,
             set_name=eval_set.name,
             wall_seconds=wall,
-            pages=[outcomes[p.page_id] for p in eval_set.pages],
+            pages=[
+                outcomes.get(p.page_id) or PageOutcome(p.page_id, "", 0.0, "no outcome")
+                for p in eval_set.pages
+            ],
             peak_rss_bytes=memory.peaks,
             cpu_per_core=cpu.per_core,
             rss_timeline=memory.timeline,
