@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from benchlib.datasets import ROOT, EvalSet, Page
 from benchlib.outcome import PageOutcome, SetRun
-from benchlib.resources import CpuMeter, MemorySampler, peak_rss
+from benchlib.resources import CpuMeter, MemorySampler, peak_rss, reset_peaks
 from ocr_server.documents import DEFAULT_DPI
 from ocr_server.engines.profiles import Profile, load_profiles
 from ocr_server.models import PageJob, PageResult
@@ -117,6 +117,7 @@ class RawEngine:
         for page in eval_set.pages:
             todo.put(page)
         outcomes: dict[str, PageOutcome] = {}
+        reset_peaks(self.pids)
         cpu = CpuMeter()
         memory = MemorySampler(lambda: self.pids).start()
 

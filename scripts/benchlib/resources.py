@@ -7,6 +7,7 @@ samples is missed. CPU use per core is the /proc/stat busy share over the measur
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,14 @@ def peak_rss(pid: int) -> int | None:
     """The process's peak resident set size so far, in bytes."""
     kib = _status_kib(pid, "VmHWM")
     return None if kib is None else kib * 1024
+
+
+def reset_peaks(pids: list[int]) -> None:
+    """Restart the processes' high-water marks (Linux: "5" into clear_refs), so a set's peak
+    is its own and not carried over from an earlier set; silently kept where not allowed."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def current_rss(pid: int) -> int | None:

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchlib.datasets import ROOT, EvalSet, Page
 from benchlib.outcome import PageOutcome, SetRun
-from benchlib.resources import CpuMeter, MemorySampler, spawned_children
+from benchlib.resources import CpuMeter, MemorySampler, reset_peaks, spawned_children
 from ocr.v1 import ocr_pb2
 from ocr_client import OcrClient
 from ocr_client.client import FINAL_STATES
@@ -141,6 +141,7 @@ class Service:
                     in_flight -= 1
                 slots.release()
 
+        reset_peaks(self.worker_pids())
         cpu = CpuMeter()
         memory = MemorySampler(self.worker_pids).start()
         cpu.start()
