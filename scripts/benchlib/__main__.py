@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import os
 import subprocess
 import sys
@@ -106,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (eval_dir() / "cer.py").is_file():
         _say(f"no evaluation data at {eval_dir()} (needs ../shared/eval, or set OCR_EVAL_DIR)")
         return 2
+    if importlib.util.find_spec("matplotlib") is None:
+        _say("matplotlib is missing: run scripts/setup --dev (it installs the bench extra)")
+        return 2
+    if importlib.util.find_spec("rapidfuzz") is None:
+        _say("rapidfuzz is missing (scripts/setup --dev): scoring falls back to slow pure Python")
     soak_pages = args.soak if args.soak is not None else (300 if mode == "full" else 0)
     started_at = dt.datetime.now(dt.UTC)
     out = args.out or ROOT / "bench-results" / started_at.strftime("%Y%m%d-%H%M%S")
