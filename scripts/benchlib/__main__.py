@@ -38,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
         "--profiles",
         help=f"PaddleOCR profiles, comma-separated (full: fast,accurate; else {DEFAULT_PROFILE})",
     )
-    parser.add_argument("--sets", default=",".join(SET_NAMES), help="comma-separated")
-    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated")
+    parser.add_argument(
+        "--sets", default=",".join(SET_NAMES), help=f"comma-separated (all: {','.join(SET_NAMES)})"
+    )
+    parser.add_argument(
+        "--engines", default=",".join(ENGINES), help=f"comma-separated (all: {','.join(ENGINES)})"
+    )
     parser.add_argument("--language", default="en", help="settings.language sent (en)")
     parser.add_argument(
         "--soak",
