@@ -11,8 +11,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ocr_server.engines.base import Image, RecognizedLine
+from ocr_server.engines.charset import MaskedCtcDecoder, strip_disallowed
 from ocr_server.engines.profiles import Profile
+
+# White margin added around every image before detection: twice its short side, within these
+# bounds (pixels). The detector misses text that touches the image's border and needs blank
+# context around a lone line (a tightly cropped line or word may not be found at all).
+PAD_SHARE = 2.0
+PAD_MIN, PAD_MAX = 16, 96
 
 # Stops PaddleX from probing model hosts at import time.
 os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
@@ -51,18 +60,44 @@ class PaddleOcrEngine:
             **profile.det_options,
         }
         self._pipeline = PaddleOCR(**options)
+        self._decoder = _mask_decoder(self._pipeline)
 
-    def recognize(self, image: Image) -> list[RecognizedLine]:
-        # PaddleOCR expects BGR like OpenCV; our pages are RGB.
-        bgr = image[:, :, ::-1]
+    def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
+        height, width = image.shape[:2]
+        pad = _padding(height, width)
+        # PaddleOCR expects BGR like OpenCV; our pages are RGB (np.pad copies once, which
+        # also makes the reversed view contiguous).
+        bgr = np.pad(image[:, :, ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+        if self._decoder is not None:
+            self._decoder.language = language
         results = self._pipeline.predict(bgr)
         lines: list[RecognizedLine] = []
         for result in results:
             for text, score, poly in zip(
                 result["rec_texts"], result["rec_scores"], result["rec_polys"], strict=True
             ):
+                if self._decoder is None:
+                    text = strip_disallowed(text, language)
                 if not text.strip():
                     continue
-                polygon = tuple((float(x), float(y)) for x, y in poly)
+                polygon = tuple(
+                    (min(max(float(x) - pad, 0.0), width), min(max(float(y) - pad, 0.0), height))
+                    for x, y in poly
+                )
                 lines.append(RecognizedLine(text=text, confidence=float(score), polygon=polygon))
         return lines
+
+
+def _mask_decoder(pipeline: Any) -> MaskedCtcDecoder | None:
+    """Put a language mask in front of the recogniser's CTC decoder (None if it has none)."""
+    recogniser = getattr(pipeline.paddlex_pipeline, "text_rec_model", None)
+    decoder = getattr(recogniser, "post_op", None)
+    if recogniser is None or decoder is None or not hasattr(decoder, "character"):
+        return None
+    masked = MaskedCtcDecoder(decoder)
+    recogniser.post_op = masked
+    return masked
+
+
+def _padding(height: int, width: int) -> int:
+    return int(min(max(PAD_SHARE * min(height, width), PAD_MIN), PAD_MAX))
