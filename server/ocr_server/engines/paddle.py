@@ -23,6 +23,9 @@ from ocr_server.engines.profiles import Profile
 PAD_SHARE = 2.0
 PAD_MIN, PAD_MAX = 16, 96
 
+# Text lines recognised per inference call (sorted by width, so a batch pads little).
+REC_BATCH_SIZE = 1
+
 # Stops PaddleX from probing model hosts at import time.
 os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
 
@@ -53,7 +56,7 @@ class PaddleOcrEngine:
             "use_textline_orientation": False,
             "text_det_limit_side_len": 960,
             "text_det_limit_type": "max",
-            "text_recognition_batch_size": 1,
+            "text_recognition_batch_size": REC_BATCH_SIZE,
             "engine": profile.engine,
             "engine_config": profile.engine_config(),
             "device": "cpu",
