@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,13 @@ _ALLOWED: dict[str, Callable[[str], bool]] = {
 }
 
 
+# How much more likely than the model says a space is, per restricted language. The bundled
+# recognisers learnt mostly from Chinese, which has no spaces, and drop many of them in
+# English (receipts in particular: "THANK YOUFOR"); a prior on the space class restores them
+# (measured in docs/benchmarks.md).
+SPACE_PRIOR: dict[str, float] = {"en": 3.0}
+
+
 def allowed_mask(characters: Sequence[str], language: str) -> npt.NDArray[np.bool_] | None:
     """Which dictionary entries the language allows (entry 0, the CTC blank, always), or
     None when the language is not restricted."""
@@ -70,10 +78,10 @@ class MaskedCtcDecoder:
     def __init__(self, decoder: Any) -> None:
         self._decoder = decoder
         self._characters: list[str] = list(decoder.character)
-        self._restricted: dict[str, tuple[npt.NDArray[np.intp], Any] | None] = {}
+        self._restricted: dict[str, _Restriction | None] = {}
         self.language = ""
 
-    def _restriction(self) -> tuple[npt.NDArray[np.intp], Any] | None:
+    def _restriction(self) -> _Restriction | None:
         if self.language not in self._restricted:
             mask = allowed_mask(self._characters, self.language)
             if mask is None:
@@ -82,14 +90,15 @@ class MaskedCtcDecoder:
                 columns = np.flatnonzero(mask)
                 decoder = copy.copy(self._decoder)
                 decoder.character = [self._characters[i] for i in columns]
-                self._restricted[self.language] = (columns, decoder)
+                space = decoder.character.index(" ") if " " in decoder.character else -1
+                prior = SPACE_PRIOR.get(self.language, 1.0)
+                self._restricted[self.language] = _Restriction(columns, decoder, space, prior)
         return self._restricted[self.language]
 
     def __call__(self, pred: Sequence[Any], **kwargs: Any) -> Any:
         restriction = self._restriction()
         if restriction is None:
             return self._decoder(pred, **kwargs)
-        columns, decoder = restriction
         probs = np.asarray(pred[0])
         if probs.shape[-1] != len(self._characters):
             log.warning(
@@ -98,4 +107,19 @@ class MaskedCtcDecoder:
                 len(self._characters),
             )
             return self._decoder(pred, **kwargs)
-        return decoder([probs[..., columns], *pred[1:]], **kwargs)
+        allowed = probs[..., restriction.columns]  # a copy: safe to change
+        if restriction.space >= 0 and restriction.space_prior != 1.0:
+            space = allowed[..., restriction.space]  # a view
+            np.minimum(space * restriction.space_prior, 1.0, out=space)
+        return restriction.decoder([allowed, *pred[1:]], **kwargs)
+
+
+@dataclass(frozen=True)
+class _Restriction:
+    """A language's dictionary columns, a decoder that knows only them, and where the space
+    is among them (-1: nowhere) with its prior."""
+
+    columns: npt.NDArray[np.intp]
+    decoder: Any
+    space: int
+    space_prior: float

@@ -17,11 +17,16 @@ from ocr_server.engines.base import Image, RecognizedLine
 from ocr_server.engines.charset import MaskedCtcDecoder, strip_disallowed
 from ocr_server.engines.profiles import Profile
 
-# White margin added around every image before detection: twice its short side, within these
-# bounds (pixels). The detector misses text that touches the image's border and needs blank
-# context around a lone line (a tightly cropped line or word may not be found at all).
+# A small image (a cropped line or word, short side below SMALL_IMAGE pixels) gets a white
+# margin of twice its short side, at least PAD_MIN, before detection: the detector misses text
+# that touches the border and needs blank context around a lone line. Pages have their own
+# margins; padding them measurably lowered accuracy (docs/benchmarks.md).
+SMALL_IMAGE = 256
 PAD_SHARE = 2.0
-PAD_MIN, PAD_MAX = 16, 96
+PAD_MIN = 16
+
+# The detector sees pages scaled down to this longest side.
+DET_LIMIT_SIDE_LEN = 960
 
 # Text lines recognised per inference call (sorted by width, so a batch pads little).
 REC_BATCH_SIZE = 1
@@ -54,7 +59,7 @@ class PaddleOcrEngine:
             "use_doc_orientation_classify": False,
             "use_doc_unwarping": False,
             "use_textline_orientation": False,
-            "text_det_limit_side_len": 960,
+            "text_det_limit_side_len": DET_LIMIT_SIDE_LEN,
             "text_det_limit_type": "max",
             "text_recognition_batch_size": REC_BATCH_SIZE,
             "engine": profile.engine,
@@ -68,9 +73,10 @@ class PaddleOcrEngine:
     def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
         height, width = image.shape[:2]
         pad = _padding(height, width)
-        # PaddleOCR expects BGR like OpenCV; our pages are RGB (np.pad copies once, which
-        # also makes the reversed view contiguous).
-        bgr = np.pad(image[:, :, ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+        # PaddleOCR expects BGR like OpenCV; our pages are RGB.
+        bgr = image[:, :, ::-1]
+        if pad:
+            bgr = np.pad(bgr, ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
         if self._decoder is not None:
             self._decoder.language = language
         results = self._pipeline.predict(bgr)
@@ -103,4 +109,5 @@ def _mask_decoder(pipeline: Any) -> MaskedCtcDecoder | None:
 
 
 def _padding(height: int, width: int) -> int:
-    return int(min(max(PAD_SHARE * min(height, width), PAD_MIN), PAD_MAX))
+    short = min(height, width)
+    return int(max(PAD_SHARE * short, PAD_MIN)) if short < SMALL_IMAGE else 0
