@@ -73,10 +73,13 @@ class PaddleOcrEngine:
     def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
         height, width = image.shape[:2]
         pad = _padding(height, width)
-        # PaddleOCR expects BGR like OpenCV; our pages are RGB.
-        bgr = image[:, :, ::-1]
+        # PaddleOCR expects BGR like OpenCV; our pages are RGB. The copy must be contiguous:
+        # given a reversed view, every line crop copies the whole page again (a third more
+        # CPU per page, docs/benchmarks.md).
         if pad:
-            bgr = np.pad(bgr, ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+            bgr = np.pad(image[:, :, ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+        else:
+            bgr = np.ascontiguousarray(image[:, :, ::-1])
         if self._decoder is not None:
             self._decoder.language = language
         results = self._pipeline.predict(bgr)
