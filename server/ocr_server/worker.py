@@ -61,7 +61,7 @@ class EngineCache:
 def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> PageResult:
     image = load_page(Path(job.document_path), job.document_type, job.page_number, job.dpi, limits)
     height, width = image.shape[:2]
-    rows = order_lines(engines.get(job.profile).recognize(image))
+    rows = order_lines(engines.get(job.profile).recognize(image, job.language))
     return PageResult(
         page_number=job.page_number,
         width=width,

@@ -28,6 +28,7 @@ class RecognizedLine:
 class OcrEngine(Protocol):
     """Recognises the text lines on one page image. Instances need not be thread-safe."""
 
-    def recognize(self, image: Image) -> list[RecognizedLine]:
-        """Return the lines found on the page, in any order (layout orders them)."""
+    def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
+        """Return the lines found on the page, in any order (layout orders them), reading
+        only the characters of `language` where the engine can restrict itself."""
         ...

@@ -25,7 +25,7 @@ class FakeEngine:
             self._rules[key.strip()] = behaviour.strip()
         self._state_dir = state_dir
 
-    def recognize(self, image: Image) -> list[RecognizedLine]:
+    def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
         height, width = image.shape[:2]
         behaviour = self._rules.get(str(width), self._rules.get("default", "echo"))
         name, _, argument = behaviour.partition(":")

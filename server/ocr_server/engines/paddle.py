@@ -11,8 +11,25 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ocr_server.engines.base import Image, RecognizedLine
+from ocr_server.engines.charset import MaskedCtcDecoder, strip_disallowed
 from ocr_server.engines.profiles import Profile
+
+# A small image (a cropped line or word, short side below SMALL_IMAGE pixels) gets a white
+# margin of twice its short side, at least PAD_MIN, before detection: the detector misses text
+# that touches the border and needs blank context around a lone line. Pages have their own
+# margins; padding them measurably lowered accuracy (docs/benchmarks.md).
+SMALL_IMAGE = 256
+PAD_SHARE = 2.0
+PAD_MIN = 16
+
+# The detector sees pages scaled down to this longest side.
+DET_LIMIT_SIDE_LEN = 960
+
+# Text lines recognised per inference call (sorted by width, so a batch pads little).
+REC_BATCH_SIZE = 1
 
 # Stops PaddleX from probing model hosts at import time.
 os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
@@ -42,27 +59,58 @@ class PaddleOcrEngine:
             "use_doc_orientation_classify": False,
             "use_doc_unwarping": False,
             "use_textline_orientation": False,
-            "text_det_limit_side_len": 960,
+            "text_det_limit_side_len": DET_LIMIT_SIDE_LEN,
             "text_det_limit_type": "max",
-            "text_recognition_batch_size": 1,
+            "text_recognition_batch_size": REC_BATCH_SIZE,
             "engine": profile.engine,
             "engine_config": profile.engine_config(),
             "device": "cpu",
             **profile.det_options,
         }
         self._pipeline = PaddleOCR(**options)
+        self._decoder = _mask_decoder(self._pipeline)
 
-    def recognize(self, image: Image) -> list[RecognizedLine]:
-        # PaddleOCR expects BGR like OpenCV; our pages are RGB.
-        bgr = image[:, :, ::-1]
+    def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
+        height, width = image.shape[:2]
+        pad = _padding(height, width)
+        # PaddleOCR expects BGR like OpenCV; our pages are RGB. The copy must be contiguous:
+        # given a reversed view, every line crop copies the whole page again (a third more
+        # CPU per page, docs/benchmarks.md).
+        if pad:
+            bgr = np.pad(image[:, :, ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+        else:
+            bgr = np.ascontiguousarray(image[:, :, ::-1])
+        if self._decoder is not None:
+            self._decoder.language = language
         results = self._pipeline.predict(bgr)
         lines: list[RecognizedLine] = []
         for result in results:
             for text, score, poly in zip(
                 result["rec_texts"], result["rec_scores"], result["rec_polys"], strict=True
             ):
+                if self._decoder is None:
+                    text = strip_disallowed(text, language)
                 if not text.strip():
                     continue
-                polygon = tuple((float(x), float(y)) for x, y in poly)
+                polygon = tuple(
+                    (min(max(float(x) - pad, 0.0), width), min(max(float(y) - pad, 0.0), height))
+                    for x, y in poly
+                )
                 lines.append(RecognizedLine(text=text, confidence=float(score), polygon=polygon))
         return lines
+
+
+def _mask_decoder(pipeline: Any) -> MaskedCtcDecoder | None:
+    """Put a language mask in front of the recogniser's CTC decoder (None if it has none)."""
+    recogniser = getattr(pipeline.paddlex_pipeline, "text_rec_model", None)
+    decoder = getattr(recogniser, "post_op", None)
+    if recogniser is None or decoder is None or not hasattr(decoder, "character"):
+        return None
+    masked = MaskedCtcDecoder(decoder)
+    recogniser.post_op = masked
+    return masked
+
+
+def _padding(height: int, width: int) -> int:
+    short = min(height, width)
+    return int(max(PAD_SHARE * short, PAD_MIN)) if short < SMALL_IMAGE else 0

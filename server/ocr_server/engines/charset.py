@@ -1,0 +1,125 @@
+"""Restrict the recogniser to the request's language by masking its CTC output.
+
+The bundled recognisers read Chinese and English with one 6,900-character dictionary, so on
+an English page a dotted leader or a smudge can come out as a run of CJK characters. Zeroing
+the probabilities of characters outside the language before the per-frame argmax makes the
+model pick the best character it is allowed to (or the CTC blank) instead, which is better
+than deleting what it read afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+# Unicode ranges (inclusive) an English page may contain: Latin letters with their accents
+# (names, loan words), punctuation, currency, letterlike and mathematical symbols, arrows,
+# box drawing, and the Greek letters that technical text uses.
+_LATIN_RANGES = (
+    (0x0020, 0x007E),  # Basic Latin
+    (0x00A0, 0x024F),  # Latin-1 Supplement, Latin Extended-A and -B
+    (0x0370, 0x03FF),  # Greek (alpha, mu, pi, ...)
+    (0x1E00, 0x1EFF),  # Latin Extended Additional
+    (0x2010, 0x205E),  # General Punctuation (dashes, quotes, bullets, daggers)
+    (0x2070, 0x209F),  # superscripts and subscripts
+    (0x20A0, 0x20CF),  # currency symbols
+    (0x2100, 0x214F),  # letterlike symbols
+    (0x2150, 0x218F),  # number forms
+    (0x2190, 0x21FF),  # arrows
+    (0x2200, 0x22FF),  # mathematical operators
+    (0x2500, 0x25FF),  # box drawing, blocks, geometric shapes
+)
+
+# language -> predicate on a dictionary entry; a language not listed is not restricted.
+_ALLOWED: dict[str, Callable[[str], bool]] = {
+    "en": lambda token: all(any(lo <= ord(ch) <= hi for lo, hi in _LATIN_RANGES) for ch in token),
+}
+
+
+# How much more likely than the model says a space is, per restricted language. The bundled
+# recognisers learnt mostly from Chinese, which has no spaces, and drop many of them in
+# English (receipts in particular: "THANK YOUFOR"); a prior on the space class restores them
+# (measured in docs/benchmarks.md).
+SPACE_PRIOR: dict[str, float] = {"en": 3.0}
+
+
+def allowed_mask(characters: Sequence[str], language: str) -> npt.NDArray[np.bool_] | None:
+    """Which dictionary entries the language allows (entry 0, the CTC blank, always), or
+    None when the language is not restricted."""
+    allowed = _ALLOWED.get(language)
+    if allowed is None:
+        return None
+    return np.array([index == 0 or allowed(token) for index, token in enumerate(characters)])
+
+
+def strip_disallowed(text: str, language: str) -> str:
+    """The fallback for a recogniser that cannot be masked: drop disallowed characters."""
+    allowed = _ALLOWED.get(language)
+    return text if allowed is None else "".join(ch for ch in text if allowed(ch))
+
+
+class MaskedCtcDecoder:
+    """Wraps PaddleX's CTCLabelDecode so that it decodes only the language's characters.
+
+    For a restricted language it hands the decoder only the allowed columns of the output
+    (the CTC blank stays column 0) together with a copy of itself whose dictionary holds
+    just those characters: the same argmax as zeroing the others, without copying the
+    whole 6,900-class output. `language` is set before each page.
+    """
+
+    def __init__(self, decoder: Any) -> None:
+        self._decoder = decoder
+        self._characters: list[str] = list(decoder.character)
+        self._restricted: dict[str, _Restriction | None] = {}
+        self.language = ""
+
+    def _restriction(self) -> _Restriction | None:
+        if self.language not in self._restricted:
+            mask = allowed_mask(self._characters, self.language)
+            if mask is None:
+                self._restricted[self.language] = None
+            else:
+                columns = np.flatnonzero(mask)
+                decoder = copy.copy(self._decoder)
+                decoder.character = [self._characters[i] for i in columns]
+                space = decoder.character.index(" ") if " " in decoder.character else -1
+                prior = SPACE_PRIOR.get(self.language, 1.0)
+                self._restricted[self.language] = _Restriction(columns, decoder, space, prior)
+        return self._restricted[self.language]
+
+    def __call__(self, pred: Sequence[Any], **kwargs: Any) -> Any:
+        restriction = self._restriction()
+        if restriction is None:
+            return self._decoder(pred, **kwargs)
+        probs = np.asarray(pred[0])
+        if probs.shape[-1] != len(self._characters):
+            log.warning(
+                "recogniser output has %d classes but its dictionary %d: not restricted",
+                probs.shape[-1],
+                len(self._characters),
+            )
+            return self._decoder(pred, **kwargs)
+        allowed = probs[..., restriction.columns]  # a copy: safe to change
+        if restriction.space >= 0 and restriction.space_prior != 1.0:
+            space = allowed[..., restriction.space]  # a view
+            np.minimum(space * restriction.space_prior, 1.0, out=space)
+        return restriction.decoder([allowed, *pred[1:]], **kwargs)
+
+
+@dataclass(frozen=True)
+class _Restriction:
+    """A language's dictionary columns, a decoder that knows only them, and where the space
+    is among them (-1: nowhere) with its prior."""
+
+    columns: npt.NDArray[np.intp]
+    decoder: Any
+    space: int
+    space_prior: float

@@ -1,0 +1,73 @@
+"""Language restriction of the recogniser's CTC decoding, on PaddleX's own decoder class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from ocr_server.engines.charset import MaskedCtcDecoder, allowed_mask, strip_disallowed
+
+# PaddleX's dictionary layout: blank first, the model's characters, the space last.
+FULLWIDTH_COLON = "\uff1a"
+CHARACTERS = ["a", "b", "é", "€", "家", FULLWIDTH_COLON]
+
+
+def ctc_decoder() -> Any:
+    processors = pytest.importorskip("paddlex.inference.models.text_recognition.processors")
+    return processors.CTCLabelDecode(character_list=CHARACTERS)
+
+
+def frames(*rows: dict[str, float]) -> npt.NDArray[np.float32]:
+    """One line's per-frame probabilities; what a row does not name shares the rest."""
+    classes = ["blank", *CHARACTERS, " "]
+    out = np.zeros((1, len(rows), len(classes)), dtype=np.float32)
+    for t, row in enumerate(rows):
+        rest = (1.0 - sum(row.values())) / (len(classes) - len(row))
+        out[0, t, :] = rest
+        for name, p in row.items():
+            out[0, t, classes.index(name)] = p
+    return out
+
+
+def test_english_allows_latin_punctuation_and_symbols_only() -> None:
+    decoder = ctc_decoder()
+    mask = allowed_mask(decoder.character, "en")
+    assert mask is not None
+    allowed = {ch for ch, ok in zip(decoder.character, mask, strict=True) if ok}
+    assert allowed == {"blank", "a", "b", "é", "€", " "}
+    assert allowed_mask(decoder.character, "zh") is None
+
+
+def test_english_reads_the_best_allowed_character() -> None:
+    decoder = MaskedCtcDecoder(ctc_decoder())
+    # The model prefers 家 on the second frame, with "b" its best Latin alternative.
+    pred = [
+        frames(
+            {"a": 0.9}, {"家": 0.6, "b": 0.3}, {"blank": 0.9}, {FULLWIDTH_COLON: 0.5, "blank": 0.4}
+        )
+    ]
+    decoder.language = "zh"
+    assert decoder(pred)[0] == ["a家" + FULLWIDTH_COLON]
+    decoder.language = "en"
+    texts, scores = decoder(pred)
+    assert texts == ["ab"]
+    assert 0.0 <= scores[0] <= 1.0
+
+
+def test_english_restores_spaces_the_model_underrates() -> None:
+    decoder = MaskedCtcDecoder(ctc_decoder())
+    pred = [frames({"a": 0.9}, {"blank": 0.5, " ": 0.3}, {"b": 0.9})]
+    decoder.language = "zh"
+    assert decoder(pred)[0] == ["ab"]
+    decoder.language = "en"
+    texts, scores = decoder(pred)
+    assert texts == ["a b"]
+    assert 0.0 <= scores[0] <= 1.0
+
+
+def test_fallback_filter_drops_disallowed_characters() -> None:
+    assert strip_disallowed("TOTAL 家家 9.00 €", "en") == "TOTAL  9.00 €"
+    assert strip_disallowed("合计 9.00", "zh") == "合计 9.00"
