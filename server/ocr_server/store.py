@@ -3,19 +3,26 @@ the submitted documents, under one data directory.
 
 diskcache is configured so that nothing is ever evicted early (no size limit culling); every
 entry carries the task's absolute expiry, and `sweep()` deletes what has expired, because
-diskcache's own expiry is lazy. The store is full when it reaches `max_bytes`: Submit is then
-refused rather than anything evicted.
+diskcache's own expiry is lazy. The store is full when it reaches `max_bytes`, or when its disk
+is: writes then raise StoreFullError (RESOURCE_EXHAUSTED) rather than anything being evicted.
+Results carry a SHA-256 digest and task records must parse, so a damaged entry is reported as
+such (DamagedEntryError, DATA_LOSS) for its task alone instead of being served or crashing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import logging
+import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import diskcache
 
+from ocr_server.errors import DamagedEntryError, StoreFullError
 from ocr_server.models import PageResult, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,32 @@ _NO_EVICTION = {
     "cull_limit": 0,
     "statistics": False,
 }
+
+_DIGEST = hashlib.sha256
+_DIGEST_SIZE = _DIGEST().digest_size
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_SQLITE_FULL = 13
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
+    """A full disk (or quota) is the store being full: say so, with the status clients expect."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _DISK_FULL_ERRNOS:
+            raise StoreFullError(
+                "the task store's disk is full; retry after results expire "
+                "(nothing is evicted to make room)"
+            ) from exc
+        raise
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "full" in str(exc):
+            raise StoreFullError(
+                "the task store's disk is full; retry after results expire "
+                "(nothing is evicted to make room)"
+            ) from exc
+        raise
 
 
 class TaskStore:
@@ -51,21 +84,31 @@ class TaskStore:
     # --- tasks ---------------------------------------------------------------------------
 
     def put_task(self, record: TaskRecord) -> None:
-        self._tasks.set(record.task_id, record.to_json(), expire=_remaining(record.expires))
+        with _writing():
+            self._tasks.set(record.task_id, record.to_json(), expire=_remaining(record.expires))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
-        """The record, or None when unknown or expired (even if not yet swept)."""
+        """The record, or None when unknown or expired (even if not yet swept);
+        DamagedEntryError when it is stored but cannot be parsed."""
         text = self._tasks.get(task_id)
         if text is None:
             return None
-        record = TaskRecord.from_json(text)
+        try:
+            record = TaskRecord.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DamagedEntryError(task_id, "record") from exc
         return record if record.expires > time.time() else None
 
     def unfinished_tasks(self) -> list[TaskRecord]:
-        """Pending and processing tasks, oldest first: what a restart must run again."""
+        """Pending and processing tasks, oldest first: what a restart must run again.
+        A damaged record is logged and skipped: it must not stop the server from starting."""
         records = []
         for task_id in self._tasks.iterkeys():
-            record = self.get_task(task_id)
+            try:
+                record = self.get_task(task_id)
+            except DamagedEntryError as exc:
+                log.error("%s", exc)
+                continue
             if record is not None and not record.state.is_final:
                 records.append(record)
         return sorted(records, key=lambda r: (r.created, r.task_id))
@@ -73,14 +116,17 @@ class TaskStore:
     def claim_request_id(self, tenant: str, request_id: str, task_id: str, expires: float) -> str:
         """Bind (tenant, request_id) to task_id unless already bound; return the bound task."""
         key = f"{tenant}\x00{request_id}"
-        if self._request_ids.add(key, task_id, expire=_remaining(expires)):
+        with _writing():
+            added = self._request_ids.add(key, task_id, expire=_remaining(expires))
+        if added:
             return task_id
         existing = self._request_ids.get(key)
         return str(existing) if existing is not None else task_id
 
     def bind_request_id(self, tenant: str, request_id: str, task_id: str, expires: float) -> None:
         key = f"{tenant}\x00{request_id}"
-        self._request_ids.set(key, task_id, expire=_remaining(expires))
+        with _writing():
+            self._request_ids.set(key, task_id, expire=_remaining(expires))
 
     def lookup_request_id(self, tenant: str, request_id: str) -> str | None:
         value = self._request_ids.get(f"{tenant}\x00{request_id}")
@@ -94,7 +140,12 @@ class TaskStore:
     def put_document(self, task_id: str, content: bytes) -> Path:
         path = self.document_path(task_id)
         tmp = path.with_suffix(".part")
-        tmp.write_bytes(content)
+        try:
+            with _writing():
+                tmp.write_bytes(content)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a half-written document must not fill the disk
+            raise
         tmp.replace(path)
         return path
 
@@ -105,7 +156,8 @@ class TaskStore:
 
     def put_page(self, record: TaskRecord, page: PageResult) -> None:
         key = f"{record.task_id}:{page.page_number}"
-        self._pages.set(key, page.to_json(), expire=_remaining(record.expires))
+        with _writing():
+            self._pages.set(key, page.to_json(), expire=_remaining(record.expires))
 
     def get_pages(self, record: TaskRecord) -> dict[int, PageResult]:
         pages = {}
@@ -120,11 +172,25 @@ class TaskStore:
             self._pages.delete(f"{record.task_id}:{number}")
 
     def put_result(self, record: TaskRecord, result: bytes) -> None:
-        self._results.set(record.task_id, result, expire=_remaining(record.expires))
+        sealed = _DIGEST(result).digest() + result
+        with _writing():
+            self._results.set(record.task_id, sealed, expire=_remaining(record.expires))
 
     def get_result(self, task_id: str) -> bytes | None:
-        value = self._results.get(task_id)
-        return bytes(value) if value is not None else None
+        """The serialised result; None when absent; DamagedEntryError when it does not match
+        the digest written with it (or cannot be read)."""
+        try:
+            value = self._results.get(task_id)
+        except OSError as exc:
+            raise DamagedEntryError(task_id, "result") from exc
+        if value is None:
+            return None
+        if not isinstance(value, bytes) or len(value) < _DIGEST_SIZE:
+            raise DamagedEntryError(task_id, "result")
+        digest, result = value[:_DIGEST_SIZE], value[_DIGEST_SIZE:]
+        if _DIGEST(result).digest() != digest:
+            raise DamagedEntryError(task_id, "result")
+        return result
 
     # --- capacity and expiry -------------------------------------------------------------
 
@@ -145,7 +211,10 @@ class TaskStore:
         removed: int = sum(cache.expire() for cache in self._caches)
         for path in self._documents.iterdir():
             task_id = path.name.removesuffix(".part")
-            record = self.get_task(task_id)
+            try:
+                record = self.get_task(task_id)
+            except DamagedEntryError:
+                continue  # kept: its task stays visible (and damaged) until it expires
             if record is None or record.state.is_final:
                 age = time.time() - _mtime(path)
                 if age > 60:  # a document being written by Submit has no record yet

@@ -28,14 +28,16 @@ from ocr_server.documents import (
     parse_page_selection,
 )
 from ocr_server.errors import (
+    DamagedEntryError,
     InvalidSettingsError,
+    OcrServiceError,
     QueueFullError,
     ShuttingDownError,
     StoreFullError,
     TaskNotFoundError,
 )
 from ocr_server.events import TaskEvents
-from ocr_server.models import PageJob, PageResult, TaskRecord, TaskState
+from ocr_server.models import PageJob, PageResult, Settings, TaskRecord, TaskState
 from ocr_server.scheduler import Scheduler
 from ocr_server.store import TaskStore
 
@@ -85,6 +87,7 @@ class TaskManager:
         self._lock = threading.RLock()
         self._accepting = True
         self._next_job_id = 0
+        self._admitting = 0  # submissions past the queue check, not yet queued
 
     # --- client operations ---------------------------------------------------------------
 
@@ -102,11 +105,32 @@ class TaskManager:
             options.language, options.profile, options.pages, options.dpi
         )
         document_type = detect_type(content)
+        self._reserve_queue_slot()
+        try:
+            return self._admit(tenant, content, options, settings, document_type)
+        finally:
+            with self._lock:
+                self._admitting -= 1
+
+    def _reserve_queue_slot(self) -> None:
+        """Count this submission against --max-queue before the slow part (writing and
+        inspecting the document), so concurrent Submits cannot overshoot the bound."""
         with self._lock:
-            if self._scheduler.pending_count >= self._limits.max_queue:
+            if self._scheduler.pending_count + self._admitting >= self._limits.max_queue:
                 raise QueueFullError(
                     f"the queue is full ({self._limits.max_queue} tasks waiting); retry later"
                 )
+            self._admitting += 1
+
+    def _admit(
+        self,
+        tenant: str,
+        content: bytes,
+        options: SubmitOptions,
+        settings: Settings,
+        document_type: str,
+    ) -> TaskRecord:
+        """Store the document, inspect it, and queue the task (the queue slot is reserved)."""
         if self._store.is_full(len(content)):
             raise StoreFullError(
                 "the task store is at its size limit; retry after results expire "
@@ -148,7 +172,11 @@ class TaskManager:
                         return existing
                     # the bound task expired before its key: the key is ours now
                     self._store.bind_request_id(tenant, options.request_id, task_id, record.expires)
-            self._store.put_task(record)
+            try:
+                self._store.put_task(record)
+            except Exception:
+                self._store.delete_document(task_id)  # not acknowledged: leave nothing behind
+                raise
             self._scheduler.enqueue(task_id, pages)
             self._publish(record)
         self._wake_workers()
@@ -174,7 +202,9 @@ class TaskManager:
             return record, None
         result = self._store.get_result(task_id)
         if result is None:
-            raise TaskNotFoundError(task_id)
+            if record.expires <= time.time():
+                raise TaskNotFoundError(task_id)  # expired between the two reads
+            raise DamagedEntryError(task_id, "result")  # completed, unexpired, yet gone
         return record, result
 
     def cancel(self, tenant: str, task_id: str) -> TaskRecord:
@@ -199,7 +229,11 @@ class TaskManager:
                 if picked is None:
                     return None
                 task_id, page_number = picked
-                record = self._store.get_task(task_id)
+                try:
+                    record = self._store.get_task(task_id)
+                except DamagedEntryError as exc:
+                    log.error("dropping a queued task: %s", exc)
+                    record = None
                 if record is None or record.state.is_final:
                     self._scheduler.remove(task_id)  # expired or ended meanwhile
                     continue
@@ -226,13 +260,26 @@ class TaskManager:
             record = self._store.get_task(job.task_id)
             if record is None or record.state.is_final:
                 return  # cancelled or expired while the page ran
-            self._store.put_page(record, page)
-            record.pages_done += 1
-            if self._scheduler.page_finished(job.task_id, job.page_number):
-                self._complete(record)
-            else:
-                self._store.put_task(record)
-                self._publish(record)
+            try:
+                self._store.put_page(record, page)
+                record.pages_done += 1
+                if self._scheduler.page_finished(job.task_id, job.page_number):
+                    self._complete(record)
+                else:
+                    self._store.put_task(record)
+                    self._publish(record)
+            except OcrServiceError as exc:  # the store is full (or damaged): fail this task
+                self._fail_after_store_error(record, exc)
+
+    def _fail_after_store_error(self, record: TaskRecord, exc: OcrServiceError) -> None:
+        message = f"the recognised text could not be stored: {exc}"
+        log.error("task %s: %s", record.task_id, message)
+        try:
+            self._finish(record, TaskState.FAILED, exc.code.value[0], message)
+        except Exception:
+            # Not even the failure could be written: the stored record still says it is
+            # unfinished, so the next start runs the task again. Nothing is silently lost.
+            log.exception("task %s: could not record the failure", record.task_id)
 
     def job_failed(self, job: PageJob, code: str, message: str) -> None:
         with self._lock:
