@@ -16,6 +16,7 @@ import errno
 import hashlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,6 +77,12 @@ class TaskStore:
         self._caches = (self._tasks, self._pages, self._results, self._request_ids)
         self._documents = directory / "documents"
         self._documents.mkdir(exist_ok=True)
+        # Bytes of the documents directory, kept as files come and go: Submit checks the size
+        # limit every time, and stat-ing every queued document made it O(queue length).
+        self._documents_lock = threading.Lock()
+        self._document_bytes = sum(
+            _size(path) for path in self._documents.iterdir() if path.suffix != ".part"
+        )
 
     def close(self) -> None:
         for cache in self._caches:
@@ -147,10 +154,22 @@ class TaskStore:
             tmp.unlink(missing_ok=True)  # a half-written document must not fill the disk
             raise
         tmp.replace(path)
+        with self._documents_lock:
+            self._document_bytes += len(content)
         return path
 
     def delete_document(self, task_id: str) -> None:
-        self.document_path(task_id).unlink(missing_ok=True)
+        self._unlink_document(self.document_path(task_id))
+
+    def _unlink_document(self, path: Path) -> bool:
+        size = _size(path)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        with self._documents_lock:
+            self._document_bytes = max(0, self._document_bytes - size)
+        return True
 
     # --- page results and final results ----------------------------------------------------
 
@@ -197,11 +216,8 @@ class TaskStore:
     def volume(self) -> int:
         """Bytes on disk: the caches plus the documents waiting to be recognised."""
         caches: int = sum(cache.volume() for cache in self._caches)
-        documents = 0
-        for path in self._documents.iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                documents += path.stat().st_size
-        return caches + documents
+        with self._documents_lock:
+            return caches + self._document_bytes
 
     def is_full(self, incoming: int) -> bool:
         return self.volume() + incoming > self.max_bytes
@@ -218,7 +234,10 @@ class TaskStore:
             if record is None or record.state.is_final:
                 age = time.time() - _mtime(path)
                 if age > 60:  # a document being written by Submit has no record yet
-                    path.unlink(missing_ok=True)
+                    if path.suffix == ".part":  # not counted in the volume until complete
+                        path.unlink(missing_ok=True)
+                    else:
+                        self._unlink_document(path)
                     removed += 1
         if removed:
             log.info("swept %d expired entries", removed)
@@ -228,6 +247,13 @@ class TaskStore:
 def _remaining(expires: float) -> float:
     """diskcache takes a relative expiry; keep the task's absolute one across updates."""
     return max(expires - time.time(), 0.001)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _mtime(path: Path) -> float:
