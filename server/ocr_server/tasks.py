@@ -397,11 +397,13 @@ class TaskManager:
             self._events.publish(record.task_id, (copy.deepcopy(record), position))
 
     def _publish_queue_positions(self) -> None:
+        """A task started: every watched task still waiting moved up one place (only the
+        position changed, so no record is read or copied)."""
+        positions = self._scheduler.queue_positions()
         for task_id in self._events.watched():
-            if self._scheduler.queue_position(task_id):
-                record = self._store.get_task(task_id)
-                if record is not None:
-                    self._publish(record)
+            position = positions.get(task_id, 0)
+            if position:
+                self._events.publish(task_id, (None, position))
 
 
 def _check_text_field(name: str, value: str, limit: int) -> None:
