@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from PIL import Image
 
-EVAL_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+# ../shared/eval beside the project; OCR_EVAL_DIR overrides (e.g. from a git worktree)
+EVAL_DIR = Path(
+    os.environ.get("OCR_EVAL_DIR")
+    or Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+)
 SROIE = EVAL_DIR / "realset" / "sroie"
 RECEIPTS = ("000", "012", "024")
 

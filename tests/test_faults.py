@@ -399,3 +399,33 @@ def test_damaged_entries_fail_only_their_task(make_fake_server, tmp_path) -> Non
     restarted = make_fake_server("--workers", "1", rules="default=echo", data_dir=data)
     with restarted.client() as client:
         check(client)
+
+
+def store_sizes(data_dir: Path) -> tuple[int, int]:
+    """(the store's own volume, bytes of its files on disk including sqlite's WAL)."""
+    store = TaskStore(data_dir / "store", max_bytes=2**40)
+    try:
+        volume = store.volume()
+    finally:
+        store.close()
+    files = sum(p.stat().st_size for p in (data_dir / "store").rglob("*") if p.is_file())
+    return volume, files
+
+
+def test_store_returns_to_baseline_after_expiry(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    """60 tasks with a 6 s TTL: once they expire and are swept, the store's volume and its
+    files on disk (write-ahead logs included) are back at their size before the first task."""
+    server = make_fake_server("--result-ttl", "6s", "--sweep-interval", "1s", rules="default=echo")
+    baseline = store_sizes(server.data_dir)
+    with server.client() as client:
+        ids = [client.submit(blank(pages=1 + n % 3)).task_id for n in range(60)]
+        for task_id in ids:
+            assert client.wait(task_id, timeout=30).state == COMPLETED
+        loaded = store_sizes(server.data_dir)
+        assert loaded[0] > baseline[0] and loaded[1] > baseline[1]
+        wait_for(lambda: store_sizes(server.data_dir) <= baseline, timeout=30)
+        for task_id in ids[:3]:
+            with pytest.raises(grpc.RpcError) as info:
+                client.status(task_id)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    print(f"\nStore (volume, files) bytes: baseline {baseline}, loaded {loaded}, after expiry ok")

@@ -224,7 +224,7 @@ class TaskStore:
 
     def sweep(self) -> int:
         """Delete expired entries and orphaned documents; return how many entries went."""
-        removed: int = sum(cache.expire() for cache in self._caches)
+        removed = sum(_expire_all(cache) for cache in self._caches)
         for path in self._documents.iterdir():
             task_id = path.name.removesuffix(".part")
             try:
@@ -241,7 +241,27 @@ class TaskStore:
                     removed += 1
         if removed:
             log.info("swept %d expired entries", removed)
+            for cache in self._caches:
+                _truncate_wal(Path(cache.directory) / "cache.db")
         return removed
+
+
+def _expire_all(cache: diskcache.Cache) -> int:
+    """diskcache's expire() stops early when many entries share one expiry time: repeat."""
+    removed = 0
+    while count := int(cache.expire()):
+        removed += count
+    return removed
+
+
+def _truncate_wal(database: Path) -> None:
+    """Deleting leaves sqlite's write-ahead log at its high-water mark (megabytes per cache);
+    checkpoint and truncate it so the store's files shrink back after expiry."""
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=1)) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:  # busy: the next sweep tries again
+        log.debug("could not truncate %s-wal: %s", database, exc)
 
 
 def _remaining(expires: float) -> float:
