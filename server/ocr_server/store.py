@@ -47,15 +47,13 @@ def _writing() -> Iterator[None]:
     """A full disk (or quota) is the store being full: say so, with the status clients expect."""
     try:
         yield
-    except OSError as exc:
-        if exc.errno in _DISK_FULL_ERRNOS:
-            raise StoreFullError(
-                "the task store's disk is full; retry after results expire "
-                "(nothing is evicted to make room)"
-            ) from exc
-        raise
-    except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "full" in str(exc):
+    except (OSError, sqlite3.OperationalError) as exc:
+        full = (
+            exc.errno in _DISK_FULL_ERRNOS
+            if isinstance(exc, OSError)
+            else getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
+        )
+        if full:
             raise StoreFullError(
                 "the task store's disk is full; retry after results expire "
                 "(nothing is evicted to make room)"
@@ -161,15 +159,14 @@ class TaskStore:
     def delete_document(self, task_id: str) -> None:
         self._unlink_document(self.document_path(task_id))
 
-    def _unlink_document(self, path: Path) -> bool:
+    def _unlink_document(self, path: Path) -> None:
         size = _size(path)
         try:
             path.unlink()
         except FileNotFoundError:
-            return False
+            return
         with self._documents_lock:
             self._document_bytes = max(0, self._document_bytes - size)
-        return True
 
     # --- page results and final results ----------------------------------------------------
 
@@ -182,8 +179,12 @@ class TaskStore:
         pages = {}
         for number in record.page_numbers:
             text = self._pages.get(f"{record.task_id}:{number}")
-            if text is not None:
+            if text is None:
+                continue
+            try:
                 pages[number] = PageResult.from_json(text)
+            except (ValueError, TypeError, KeyError):  # damaged: recognise the page again
+                log.error("page %d of task %s is damaged in the store", number, record.task_id)
         return pages
 
     def delete_pages(self, record: TaskRecord) -> None:

@@ -375,6 +375,16 @@ class TaskManager:
 
     def _complete(self, record: TaskRecord) -> None:
         pages = self._store.get_pages(record)
+        missing = [n for n in record.page_numbers if n not in pages]
+        if missing:  # a stored page was damaged: never hand out a result without it
+            self._finish(
+                record,
+                TaskState.FAILED,
+                grpc.StatusCode.DATA_LOSS.value[0],
+                f"the recognised text of page {missing[0]} was damaged in the store; "
+                "submit the document again",
+            )
+            return
         self._store.put_result(record, build_result(pages.values()))
         record.pages_done = len(pages)
         self._finish(record, TaskState.COMPLETED)
