@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from ocr.v1 import ocr_pb2
-from ocr_server.store import TaskStore
 from tests.documents import SROIE, require_eval
 from tests.harness import ServerProcess
+from tests.test_faults import store_sizes, within
 from tests.test_lifecycle import wait_for
 
 TASKS = int(os.environ.get("OCR_SOAK_TASKS", "240"))
@@ -57,17 +57,6 @@ class RssSampler:
             value = rss(self.server.process.pid)
             if value is not None:
                 self.server_series.append(value)
-
-
-def store_sizes(data_dir: Path) -> tuple[int, int]:
-    """(the store's own volume, as --max-store-mb sees it; its files on disk, WAL included)."""
-    store = TaskStore(data_dir / "store", max_bytes=2**40)
-    try:
-        volume = store.volume()
-    finally:
-        store.close()
-    files = sum(p.stat().st_size for p in (data_dir / "store").rglob("*") if p.is_file())
-    return volume, files
 
 
 @pytest.mark.slow
@@ -109,7 +98,7 @@ def test_memory_soak_real_engine(tmp_path: Path) -> None:
         assert all(length > 50 for length in texts)  # real text came back every time
 
         # everything expires TTL after its submission; the sweeper runs every 5 s
-        wait_for(lambda: store_sizes(server.data_dir) <= baseline, timeout=TTL + 60)
+        wait_for(lambda: within(store_sizes(server.data_dir), baseline), timeout=TTL + 60)
         after = store_sizes(server.data_dir)
         sampler.stop.set()
         thread.join()
