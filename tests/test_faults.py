@@ -438,3 +438,23 @@ def test_store_returns_to_baseline_after_expiry(make_fake_server) -> None:  # ty
                 client.status(task_id)
             assert info.value.code() == grpc.StatusCode.NOT_FOUND
     print(f"\nStore (volume, files) bytes: baseline {baseline}, loaded {loaded}, after expiry ok")
+
+
+def test_damaged_page_result_is_recognised_again(make_fake_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A stored page result of an interrupted task is damaged before the restart: the page is
+    recognised again and the task completes with every page (never without one)."""
+    data = tmp_path / "shared-data"
+    server = make_fake_server("--workers", "1", rules="default=slow:0.4", data_dir=data)
+    with server.client() as client:
+        task_id = client.submit(blank(pages=5)).task_id
+        wait_for(lambda: client.status(task_id).pages_done >= 2)
+    assert server.terminate() == 0
+    _damage(data / "store" / "pages" / "cache.db", f"{task_id}:1", lambda v: v[: len(v) // 2])
+    restarted = make_fake_server("--workers", "1", rules="default=echo", data_dir=data)
+    with restarted.client() as client:
+        final = client.wait(task_id, timeout=60)
+        assert final.state == COMPLETED and final.pages_done == 5
+        pages = client.result(task_id).result.pages
+        assert [p.page_number for p in pages] == [1, 2, 3, 4, 5]
+        assert all(p.text == "fake page 400x200" for p in pages)
+    assert "page 1 of task" in restarted.log() and "is damaged in the store" in restarted.log()
