@@ -46,6 +46,19 @@ class StoreFullError(OcrServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class DamagedEntryError(OcrServiceError):
+    """A stored entry of one task cannot be read back intact (disk damage, tampering)."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+    def __init__(self, task_id: str, what: str) -> None:
+        super().__init__(
+            f"the stored {what} of task {task_id} is damaged or unreadable; "
+            "submit the document again"
+        )
+        self.task_id = task_id
+
+
 class ShuttingDownError(OcrServiceError):
     """The server is draining; another replica (or this one after restart) will serve."""
 

@@ -1,7 +1,10 @@
 """Task change notifications for WatchTask: each watcher has a queue of task snapshots.
 
 Publishers (the task manager) hand over immutable snapshots, so a watcher sees every change in
-order; a watcher that goes away unsubscribes and leaves nothing behind.
+order; a watcher that goes away unsubscribes and leaves nothing behind. When a task starts,
+every waiting watched task moves up one place: those updates carry only the new position (no
+record, so no store read per watcher), and a watcher that lags behind gets only the latest of
+several in a row, so hundreds of watchers cost O(watchers) per start, not O(watchers^2).
 """
 
 from __future__ import annotations
@@ -12,21 +15,34 @@ from collections import defaultdict
 
 from ocr_server.models import TaskRecord
 
-Snapshot = tuple[TaskRecord, int]
-"""A copy of the task record and its queue position at the time of the change."""
+Snapshot = tuple[TaskRecord | None, int]
+"""A copy of the task record and its queue position at the time of the change; the record is
+None when only the queue position changed."""
 
 
 class Subscription:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         self._queue: queue.SimpleQueue[Snapshot | None] = queue.SimpleQueue()
+        self._held: list[Snapshot | None] = []  # read ahead while skipping stale positions
 
     def put(self, snapshot: Snapshot) -> None:
         self._queue.put(snapshot)
 
     def get(self, timeout: float) -> Snapshot | None:
-        """Next change; raises queue.Empty after `timeout`; None once closed."""
-        return self._queue.get(timeout=timeout)
+        """Next change; raises queue.Empty after `timeout`; None once closed. Of several
+        position-only updates in a row, only the latest is returned (one reader only)."""
+        item = self._held.pop() if self._held else self._queue.get(timeout=timeout)
+        while item is not None and item[0] is None:
+            try:
+                following = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if following is None or following[0] is not None:
+                self._held.append(following)
+                break
+            item = following
+        return item
 
     def close(self) -> None:
         self._queue.put(None)

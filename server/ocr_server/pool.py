@@ -14,15 +14,18 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ocr_server.models import PageJob, PageResult
 from ocr_server.worker import WorkerConfig, worker_main
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # One thread per worker: 2 workers x 1 thread beat 1 x 2 and 2 x 2 on this class of machine.
 _SINGLE_THREAD_ENV = {
@@ -198,13 +201,13 @@ class WorkerPool:
         for worker in self._workers.values():
             if not worker.ready or worker.job is not None or worker.retiring:
                 continue
-            job = self._source.next_job()
+            job = self._tell(self._source.next_job)
             if job is None:
                 return
             try:
                 worker.conn.send(("job", job))
             except OSError:
-                self._source.job_lost(job, "the worker died before it took the page")
+                self._tell(self._source.job_lost, job, "the worker died before it took the page")
                 continue
             worker.job, worker.job_started = job, time.monotonic()
 
@@ -255,9 +258,9 @@ class WorkerPool:
             return
         worker.pages_done += 1
         if kind == "done":
-            self._source.job_done(job, message[2])  # type: ignore[arg-type]
+            self._tell(self._source.job_done, job, message[2])
         else:
-            self._source.job_failed(job, str(message[2]), str(message[3]))
+            self._tell(self._source.job_failed, job, str(message[2]), str(message[3]))
         with self._lock:
             self._lock.notify_all()
         if self._recycle_after and worker.pages_done >= self._recycle_after:
@@ -265,6 +268,16 @@ class WorkerPool:
             worker.retiring = True
             with contextlib.suppress(OSError):
                 worker.conn.send(("stop",))
+
+    @staticmethod
+    def _tell(call: Callable[..., T], *args: object) -> T | None:
+        """Call the job source; its failure (a store error, say) must never stop the
+        dispatcher, or every later task would wait forever."""
+        try:
+            return call(*args)
+        except Exception:
+            log.exception("the task manager failed in %s", getattr(call, "__name__", "?"))
+            return None
 
     def _death_reason(self, worker: _Worker) -> str:
         worker.process.join(timeout=5)
@@ -285,7 +298,7 @@ class WorkerPool:
         if not worker.retiring:
             log.warning("worker %d died: %s", worker.index, reason)
         if job is not None:
-            self._source.job_lost(job, reason)
+            self._tell(self._source.job_lost, job, reason)
         if closing or (self._fatal is not None and not worker.ready):
             return
         with self._lock:
@@ -308,7 +321,8 @@ class WorkerPool:
             )
             worker.job = None
             worker.process.kill()
-            self._source.job_failed(
+            self._tell(
+                self._source.job_failed,
                 job,
                 "DEADLINE_EXCEEDED",
                 f"page {job.page_number} took longer than the per-page limit of "

@@ -99,6 +99,10 @@ class Scheduler:
                 return position
         return 0
 
+    def queue_positions(self) -> dict[str, int]:
+        """Every waiting task's queue position, in one pass."""
+        return {task_id: position for position, task_id in enumerate(self._pending, start=1)}
+
     def waiting_ids(self) -> list[str]:
         return list(self._pending)
 

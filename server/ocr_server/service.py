@@ -135,7 +135,8 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
                     continue
                 if snapshot is None:
                     return
-                record, position = snapshot
+                changed, position = snapshot
+                record = changed if changed is not None else record
         finally:
             self._events.unsubscribe(subscription)
 

@@ -13,6 +13,7 @@ import re
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,14 +30,16 @@ from ocr_server.documents import (
     parse_page_selection,
 )
 from ocr_server.errors import (
+    DamagedEntryError,
     InvalidSettingsError,
+    OcrServiceError,
     QueueFullError,
     ShuttingDownError,
     StoreFullError,
     TaskNotFoundError,
 )
 from ocr_server.events import TaskEvents
-from ocr_server.models import PageJob, PageResult, TaskRecord, TaskState
+from ocr_server.models import PageJob, PageResult, Settings, TaskRecord, TaskState
 from ocr_server.scheduler import Scheduler
 from ocr_server.store import TaskStore
 
@@ -87,6 +90,8 @@ class TaskManager:
         self._lock = threading.RLock()
         self._accepting = True
         self._next_job_id = 0
+        # submissions past the room check and not yet queued, per tenant
+        self._admitting: Counter[str] = Counter()
 
     # --- client operations ---------------------------------------------------------------
 
@@ -104,8 +109,31 @@ class TaskManager:
             options.language, options.profile, options.pages, options.dpi
         )
         document_type = detect_type(content)
+        self._reserve_room(tenant)
+        try:
+            return self._admit(tenant, content, options, settings, document_type)
+        finally:
+            with self._lock:
+                self._admitting[tenant] -= 1
+                if not self._admitting[tenant]:
+                    del self._admitting[tenant]
+
+    def _reserve_room(self, tenant: str) -> None:
+        """Count this submission against --max-queue and the tenant's limit before the slow
+        part (writing and inspecting the document), so concurrent Submits overshoot neither."""
         with self._lock:
-            self._check_room(tenant)  # cheap early refusal; checked again when queuing
+            self._check_room(tenant)
+            self._admitting[tenant] += 1
+
+    def _admit(
+        self,
+        tenant: str,
+        content: bytes,
+        options: SubmitOptions,
+        settings: Settings,
+        document_type: str,
+    ) -> TaskRecord:
+        """Store the document, inspect it, and queue the task (its room is reserved)."""
         if self._store.is_full(len(content)):
             raise StoreFullError(
                 "the task store is at its size limit; retry after results expire "
@@ -149,13 +177,12 @@ class TaskManager:
                     # the bound task expired before its key: the key is ours now
                     self._store.bind_request_id(tenant, options.request_id, task_id, record.expires)
             try:
-                self._check_room(tenant)  # concurrent submissions may have filled it meanwhile
-            except QueueFullError:
+                self._store.put_task(record)
+            except Exception:  # not acknowledged: leave nothing behind
                 self._store.delete_document(task_id)
                 if options.request_id:
                     self._store.release_request_id(tenant, options.request_id)
                 raise
-            self._store.put_task(record)
             self._scheduler.enqueue(task_id, pages, owner=tenant)
             self._publish(record)
         self._wake_workers()
@@ -180,7 +207,9 @@ class TaskManager:
             return record, None
         result = self._store.get_result(task_id)
         if result is None:
-            raise TaskNotFoundError(task_id)
+            if record.expires <= time.time():
+                raise TaskNotFoundError(task_id)  # expired between the two reads
+            raise DamagedEntryError(task_id, "result")  # completed, unexpired, yet gone
         return record, result
 
     def cancel(self, tenant: str, task_id: str) -> TaskRecord:
@@ -205,7 +234,11 @@ class TaskManager:
                 if picked is None:
                     return None
                 task_id, page_number = picked
-                record = self._store.get_task(task_id)
+                try:
+                    record = self._store.get_task(task_id)
+                except DamagedEntryError as exc:
+                    log.error("dropping a queued task: %s", exc)
+                    record = None
                 if record is None or record.state.is_final:
                     self._scheduler.remove(task_id)  # expired or ended meanwhile
                     continue
@@ -232,13 +265,26 @@ class TaskManager:
             record = self._store.get_task(job.task_id)
             if record is None or record.state.is_final:
                 return  # cancelled or expired while the page ran
-            self._store.put_page(record, page)
-            record.pages_done += 1
-            if self._scheduler.page_finished(job.task_id, job.page_number):
-                self._complete(record)
-            else:
-                self._store.put_task(record)
-                self._publish(record)
+            try:
+                self._store.put_page(record, page)
+                record.pages_done += 1
+                if self._scheduler.page_finished(job.task_id, job.page_number):
+                    self._complete(record)
+                else:
+                    self._store.put_task(record)
+                    self._publish(record)
+            except OcrServiceError as exc:  # the store is full (or damaged): fail this task
+                self._fail_after_store_error(record, exc)
+
+    def _fail_after_store_error(self, record: TaskRecord, exc: OcrServiceError) -> None:
+        message = f"the recognised text could not be stored: {exc}"
+        log.error("task %s: %s", record.task_id, message)
+        try:
+            self._finish(record, TaskState.FAILED, exc.code.value[0], message)
+        except Exception:
+            # Not even the failure could be written: the stored record still says it is
+            # unfinished, so the next start runs the task again. Nothing is silently lost.
+            log.exception("task %s: could not record the failure", record.task_id)
 
     def job_failed(self, job: PageJob, code: str, message: str) -> None:
         with self._lock:
@@ -330,13 +376,14 @@ class TaskManager:
 
     def _check_room(self, tenant: str) -> None:
         """Refuse a new task when the queue is full or the tenant has too many unfinished ones
-        (so one tenant's burst cannot fill the queue for everybody). Under the lock."""
-        if self._scheduler.pending_count >= self._limits.max_queue:
+        (so one tenant's burst cannot fill the queue for everybody). Under the lock; counts
+        the submissions being admitted as if queued."""
+        if self._scheduler.pending_count + self._admitting.total() >= self._limits.max_queue:
             raise QueueFullError(
                 f"the queue is full ({self._limits.max_queue} tasks waiting); retry later"
             )
         limit = self._limits.max_pending_per_tenant
-        if self._scheduler.unfinished_count(tenant) >= limit:
+        if self._scheduler.unfinished_count(tenant) + self._admitting[tenant] >= limit:
             raise QueueFullError(
                 f"this tenant already has {limit} tasks pending or processing, the per-tenant "
                 "limit (--max-pending-per-tenant); submit again when some have finished"
@@ -348,6 +395,16 @@ class TaskManager:
 
     def _complete(self, record: TaskRecord) -> None:
         pages = self._store.get_pages(record)
+        missing = [n for n in record.page_numbers if n not in pages]
+        if missing:  # a stored page was damaged: never hand out a result without it
+            self._finish(
+                record,
+                TaskState.FAILED,
+                grpc.StatusCode.DATA_LOSS.value[0],
+                f"the recognised text of page {missing[0]} was damaged in the store; "
+                "submit the document again",
+            )
+            return
         self._store.put_result(record, build_result(pages.values()))
         record.pages_done = len(pages)
         self._finish(record, TaskState.COMPLETED)
@@ -370,11 +427,13 @@ class TaskManager:
             self._events.publish(record.task_id, (copy.deepcopy(record), position))
 
     def _publish_queue_positions(self) -> None:
+        """A task started: every watched task still waiting moved up one place (only the
+        position changed, so no record is read or copied)."""
+        positions = self._scheduler.queue_positions()
         for task_id in self._events.watched():
-            if self._scheduler.queue_position(task_id):
-                record = self._store.get_task(task_id)
-                if record is not None:
-                    self._publish(record)
+            position = positions.get(task_id, 0)
+            if position:
+                self._events.publish(task_id, (None, position))
 
 
 def _check_task_id(task_id: str) -> None:

@@ -6,9 +6,12 @@ pipe and sends back only plain data. It ignores SIGINT (the server decides when 
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -71,9 +74,28 @@ def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -
     )
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the server dies, even by SIGKILL: otherwise a
+    worker busy on a page (or hung) outlives a crashed server and competes with its restart."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)  # the server died before the request took effect
+
+
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """Process entry point. Messages: in ("job", PageJob) | ("stop",); out ("ready", pid) |
     ("fatal", message) | ("done", job_id, PageResult) | ("failed", job_id, code, message)."""
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format=f"worker {os.getpid()}: %(message)s")
     engines = EngineCache(config)

@@ -5,6 +5,10 @@ provoke faults that a real engine cannot be made to produce on cue. Rules pick a
 the page image's width, so one server can hold a crashing task beside healthy ones:
 
     OCR_FAKE_RULES="default=slow:0.2,777=crash-once,778=hang,779=crash,780=error"
+
+A page whose width has its own rule announces which worker holds it: the worker writes its pid
+to `<state_dir>/fake-running-<width>` as it starts the page, so a test can SIGKILL exactly that
+process in the middle of the page.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class FakeEngine:
 
     def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
         height, width = image.shape[:2]
+        if str(width) in self._rules:
+            self._announce(width)
         behaviour = self._rules.get(str(width), self._rules.get("default", "echo"))
         name, _, argument = behaviour.partition(":")
         if name == "slow":
@@ -40,6 +46,12 @@ class FakeEngine:
             raise RuntimeError("fake engine error")
         box = ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height)))
         return [RecognizedLine(text=f"fake page {width}x{height}", confidence=1.0, polygon=box)]
+
+    def _announce(self, width: int) -> None:
+        marker = self._state_dir / f"fake-running-{width}"
+        partial = marker.with_suffix(f".{os.getpid()}")
+        partial.write_text(str(os.getpid()))
+        partial.replace(marker)
 
     def _first_time(self, width: int) -> bool:
         marker = self._state_dir / f"fake-crashed-{width}"
