@@ -5,8 +5,9 @@ fetches the result, as `OcrClient.recognize` does. A window of 4 x N tasks is ke
 so the queue never runs dry and the workers stay saturated. Measured:
 - pages/s: pages over the wall time from the first Submit to the last result in hand;
 - per-page latency: the task's end_time - start_time (one page per task: its recognition);
-- Submit latency: client-side round trip of every Submit made while N or more tasks were
-  already in flight (the workers busy), upload and server triage included;
+- Submit latency: measured by a separate client process (`benchlib.submit_probe`) that submits
+  the set's first document every 0.5 s, and cancels it, while the window keeps the workers
+  saturated: upload and server triage included, the bench's own clients not;
 - watch delay: client receive time - the server's timestamp of the change (start_time for
   PROCESSING, end_time for the final state), for changes the stream reported as they happened
   (not the snapshot that opens a stream);
@@ -15,6 +16,7 @@ so the queue never runs dry and the workers stay saturated. Measured:
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -113,29 +115,22 @@ class Service:
         client = self._client
         assert client is not None
         outcomes: dict[str, PageOutcome] = {}
-        submits: list[float] = []
         delays: list[float] = []
         in_flight = 0
         lock = threading.Lock()
         slots = threading.Semaphore(self.window)
 
-        def one(page: Page, busy_before: bool, content: bytes) -> None:
+        def one(page: Page, content: bytes) -> None:
             nonlocal in_flight
             try:
                 try:
-                    outcome, submit_s, page_delays = self._one_task(client, page, content)
+                    outcome, page_delays = self._one_task(client, page, content)
                 except Exception as exc:  # an unread page, counted and shown in the report
-                    outcome, submit_s, page_delays = (
-                        PageOutcome(page.page_id, "", 0.0, f"{type(exc).__name__}: {exc}"),
-                        0.0,
-                        [],
-                    )
-                    busy_before = False
+                    outcome = PageOutcome(page.page_id, "", 0.0, f"{type(exc).__name__}: {exc}")
+                    page_delays = []
                 with lock:
                     outcomes[page.page_id] = outcome
                     delays.extend(page_delays)
-                    if busy_before:
-                        submits.append(submit_s)
             finally:
                 with lock:
                     in_flight -= 1
@@ -146,14 +141,17 @@ class Service:
         memory = MemorySampler(self.worker_pids).start()
         cpu.start()
         started = time.perf_counter()
+        probe: subprocess.Popen[str] | None = None
         with ThreadPoolExecutor(self.window, thread_name_prefix="client") as pool:
-            for page in eval_set.pages:
+            for count, page in enumerate(eval_set.pages, start=1):
                 content = page.path.read_bytes()
                 slots.acquire()
                 with lock:
-                    busy_before = in_flight >= self.workers
                     in_flight += 1
-                pool.submit(one, page, busy_before, content)
+                pool.submit(one, page, content)
+                if probe is None and count >= min(self.window, len(eval_set.pages)):
+                    probe = self._start_probe(eval_set.pages[0].path)  # workers saturated
+            submits = self._stop_probe(probe)  # the last pages are handed out: queue drains
         wall = time.perf_counter() - started
         cpu.stop()
         memory.stop()
@@ -173,15 +171,32 @@ class Service:
             watch_delays=delays,
         )
 
+    def _start_probe(self, document: Path) -> subprocess.Popen[str]:
+        command = ["-m", "benchlib.submit_probe", self.target, self.token, str(document)]
+        return subprocess.Popen(
+            [sys.executable, *command, self.profile],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+
+    @staticmethod
+    def _stop_probe(probe: subprocess.Popen[str] | None) -> list[float]:
+        """Submit round trips the probe measured (none when the set never filled the window)."""
+        if probe is None:
+            return []
+        output, _ = probe.communicate("", timeout=120)
+        return [float(s) for s in json.loads(output or "[]")]
+
     def _one_task(
         self, client: OcrClient, page: Page, content: bytes
-    ) -> tuple[PageOutcome, float, list[float]]:
-        """Submit, watch to the end, fetch: (outcome, Submit seconds, watch delays)."""
-        before = time.perf_counter()
+    ) -> tuple[PageOutcome, list[float]]:
+        """Submit, watch to the end, fetch: (outcome, watch delays)."""
         task = client.submit(
             content, language=self.language, profile=self.profile, filename=page.path.name
         )
-        submit_seconds = time.perf_counter() - before
         delays: list[float] = []
         previous: int | None = None
         for update in client.watch(task.task_id, timeout=TASK_TIMEOUT):
@@ -203,9 +218,9 @@ class Service:
         if task.state != ocr_pb2.TASK_STATE_COMPLETED:
             name = ocr_pb2.TaskState.Name(task.state)
             error = f"{name}: {task.error.message}"
-            return PageOutcome(page.page_id, "", recognise, error=error), submit_seconds, delays
+            return PageOutcome(page.page_id, "", recognise, error=error), delays
         text = client.result(task.task_id).result.text
-        return PageOutcome(page.page_id, text, recognise), submit_seconds, delays
+        return PageOutcome(page.page_id, text, recognise), delays
 
     def _wait_serving(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
