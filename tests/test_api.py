@@ -152,8 +152,9 @@ def run_cli(server: ServerProcess, *args: str, token: str | None = TOKENS["alice
 
 
 def test_cli_recognize_and_errors(real_server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.documents import SROIE
+    from tests.documents import SROIE, require_eval
 
+    require_eval()
     image = SROIE / "img" / f"{RECEIPTS[1]}.jpg"
     done = run_cli(real_server, "recognize", str(image))
     assert done.returncode == 0, done.stderr
