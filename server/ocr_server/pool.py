@@ -257,17 +257,22 @@ class WorkerPool:
         if job is None:
             return
         worker.pages_done += 1
+        if self._recycle_after and worker.pages_done >= self._recycle_after:
+            log.info("recycling worker %d after %d pages", worker.index, worker.pages_done)
+            worker.retiring = True
+            with contextlib.suppress(OSError):
+                worker.conn.send(("stop",))
+        with self._lock:
+            if self._accepting and not self._closing:
+                # The worker's next page first: recording this one (store writes, the result,
+                # watchers) takes milliseconds the worker would otherwise sit idle.
+                self._dispatch()
         if kind == "done":
             self._tell(self._source.job_done, job, message[2])
         else:
             self._tell(self._source.job_failed, job, str(message[2]), str(message[3]))
         with self._lock:
             self._lock.notify_all()
-        if self._recycle_after and worker.pages_done >= self._recycle_after:
-            log.info("recycling worker %d after %d pages", worker.index, worker.pages_done)
-            worker.retiring = True
-            with contextlib.suppress(OSError):
-                worker.conn.send(("stop",))
 
     @staticmethod
     def _tell(call: Callable[..., T], *args: object) -> T | None:
