@@ -73,6 +73,8 @@ class TaskStore:
         self._results = diskcache.Cache(str(directory / "results"), **_NO_EVICTION)
         self._request_ids = diskcache.Cache(str(directory / "request-ids"), **_NO_EVICTION)
         self._caches = (self._tasks, self._pages, self._results, self._request_ids)
+        with contextlib.suppress(OSError, sqlite3.Error):  # a full disk: get_task's fallback
+            self._tasks.add(_STAND_IN_KEY, _STAND_IN)
         self._documents = directory / "documents"
         self._documents.mkdir(exist_ok=True)
         # Bytes of the documents directory, kept as files come and go: Submit checks the size
@@ -96,23 +98,29 @@ class TaskStore:
         """The record, or None when unknown or expired (even if not yet swept);
         DamagedEntryError when it is stored but cannot be parsed.
 
-        An unknown id costs what a known one costs: a miss parses a stand-in record, so that
+        An unknown id costs what a known one costs: a miss reads and parses a stand-in record
+        stored under a key no task id can take, so that
         "another tenant's task" (found, parsed, then refused) and "no such task" take the same
         time and a client cannot probe which ids exist."""
         text = self._tasks.get(task_id)
+        # Either way SQLite reads one row and misses one key, and one record is parsed.
+        other = self._tasks.get(_STAND_IN_KEY if text is None else _ABSENT_KEY, _STAND_IN)
         try:
-            record = TaskRecord.from_json(text if text is not None else _STAND_IN)
+            record = TaskRecord.from_json(text if text is not None else other)
         except (ValueError, TypeError, KeyError) as exc:
             raise DamagedEntryError(task_id, "record") from exc
         if text is None:
             return None
         return record if record.expires > time.time() else None
 
+    def task_ids(self) -> Iterator[str]:
+        return (key for key in self._tasks.iterkeys() if key != _STAND_IN_KEY)
+
     def unfinished_tasks(self) -> list[TaskRecord]:
         """Pending and processing tasks, oldest first: what a restart must run again.
         A damaged record is logged and skipped: it must not stop the server from starting."""
         records = []
-        for task_id in self._tasks.iterkeys():
+        for task_id in self.task_ids():
             try:
                 record = self.get_task(task_id)
             except DamagedEntryError as exc:
@@ -254,7 +262,9 @@ class TaskStore:
         return removed
 
 
-# A typical record (one page, default settings): what get_task parses for an unknown id.
+# A typical record (one page, default settings): what get_task reads and parses for an
+# unknown id. Its key is not 40 hex digits, so no request ever looks it up; it never expires
+# and, expired itself (expires=0), is never returned as a task.
 _STAND_IN = TaskRecord(
     task_id="0" * 40,
     tenant="stand-in",
@@ -267,6 +277,8 @@ _STAND_IN = TaskRecord(
     filename="document.png",
     request_id="0" * 32,
 ).to_json()
+_STAND_IN_KEY = "stand-in"
+_ABSENT_KEY = "absent"  # never stored
 
 
 def _expire_all(cache: diskcache.Cache) -> int:
