@@ -425,8 +425,8 @@ def test_store_lookup_does_the_same_work_for_unknown_ids(tmp_path, monkeypatch) 
         "from_json",
         classmethod(lambda cls, text: parsed.append(len(text)) or real(cls, text)),
     )
-    assert store.get_task(record.task_id) == record
-    assert store.get_task(secrets.token_hex(20)) is None
+    assert store.get_task_evenly(record.task_id) == record
+    assert store.get_task_evenly(secrets.token_hex(20)) is None
     assert len(parsed) == 2 and abs(parsed[0] - parsed[1]) < 100  # records of similar size
     store.close()
 

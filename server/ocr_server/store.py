@@ -96,21 +96,28 @@ class TaskStore:
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         """The record, or None when unknown or expired (even if not yet swept);
-        DamagedEntryError when it is stored but cannot be parsed.
+        DamagedEntryError when it is stored but cannot be parsed."""
+        return self._parse_task(task_id, self._tasks.get(task_id))
 
-        An unknown id costs what a known one costs: a miss reads and parses a stand-in record
-        stored under a key no task id can take, so that
-        "another tenant's task" (found, parsed, then refused) and "no such task" take the same
-        time and a client cannot probe which ids exist."""
+    def get_task_evenly(self, task_id: str) -> TaskRecord | None:
+        """get_task for a client's look-up: an unknown id costs what a known one costs, so
+        that "another tenant's task" (found, parsed, then refused) and "no such task" take the
+        same time and a client cannot probe which ids exist. Either way SQLite reads one row
+        and misses one key, and one record is parsed: a miss reads the stand-in stored under a
+        key no task id can take, a hit also looks up a key never stored."""
         text = self._tasks.get(task_id)
-        # Either way SQLite reads one row and misses one key, and one record is parsed.
         other = self._tasks.get(_STAND_IN_KEY if text is None else _ABSENT_KEY, _STAND_IN)
-        try:
-            record = TaskRecord.from_json(text if text is not None else other)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise DamagedEntryError(task_id, "record") from exc
+        record = self._parse_task(task_id, text if text is not None else other)
+        return record if text is not None else None
+
+    @staticmethod
+    def _parse_task(task_id: str, text: str | None) -> TaskRecord | None:
         if text is None:
             return None
+        try:
+            record = TaskRecord.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DamagedEntryError(task_id, "record") from exc
         return record if record.expires > time.time() else None
 
     def task_ids(self) -> Iterator[str]:

@@ -192,7 +192,7 @@ class TaskManager:
     def find(self, tenant: str, task_id: str) -> tuple[TaskRecord, int]:
         """The tenant's task and its queue position; NOT_FOUND for anybody else's."""
         _check_task_id(task_id)
-        record = self._store.get_task(task_id)
+        record = self._store.get_task_evenly(task_id)
         if record is None or not secrets.compare_digest(record.tenant, tenant):
             raise TaskNotFoundError(task_id)
         return record, self.queue_position(task_id)
