@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocr_server.engines.base import RecognizedLine
+from ocr_server.engines.base import Polygon, RecognizedLine, RecognizedWord
 
 
 class TaskState(enum.IntEnum):
@@ -110,8 +110,20 @@ class PageResult:
             RecognizedLine(
                 text=line["text"],
                 confidence=line["confidence"],
-                polygon=tuple((float(x), float(y)) for x, y in line["polygon"]),
+                polygon=_polygon(line["polygon"]),
+                words=tuple(
+                    RecognizedWord(
+                        text=word["text"],
+                        confidence=word["confidence"],
+                        polygon=_polygon(word["polygon"]),
+                    )
+                    for word in line.get("words", ())
+                ),
             )
             for line in data.pop("lines")
         )
         return cls(lines=lines, **data)
+
+
+def _polygon(points: list[list[float]]) -> Polygon:
+    return tuple((float(x), float(y)) for x, y in points)

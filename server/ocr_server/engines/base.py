@@ -16,13 +16,29 @@ Image = npt.NDArray[np.uint8]
 """An RGB page image, height x width x 3."""
 
 
+Polygon = tuple[tuple[float, float], ...]
+"""An outline in page pixels (origin top left), clockwise from the top-left corner."""
+
+
 @dataclass(frozen=True, slots=True)
-class RecognizedLine:
-    """One text line: its text, the recogniser's confidence and its outline in page pixels."""
+class RecognizedWord:
+    """One word of a line: its text, confidence and outline in page pixels, as the engine
+    located it (not split evenly from the line box)."""
 
     text: str
     confidence: float
-    polygon: tuple[tuple[float, float], ...]
+    polygon: Polygon
+
+
+@dataclass(frozen=True, slots=True)
+class RecognizedLine:
+    """One text line: its text, the recogniser's confidence and its outline in page pixels;
+    `words` is empty when the engine cannot locate words."""
+
+    text: str
+    confidence: float
+    polygon: Polygon
+    words: tuple[RecognizedWord, ...] = ()
 
 
 class OcrEngine(Protocol):
