@@ -22,8 +22,8 @@ from grpc_health.v1 import health_pb2
 from PIL import Image
 
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
+from ocr_server.backends.local.store import TaskStore
 from ocr_server.models import TaskState
-from ocr_server.store import TaskStore
 from tests.documents import encode
 from tests.harness import TOKENS, ServerProcess, health_status
 from tests.test_lifecycle import blank, wait_for
@@ -242,7 +242,7 @@ def test_sigterm_under_load_is_graceful(make_fake_server, tmp_path) -> None:  # 
     poller.join()
     assert seen[:2] == [SERVING, NOT_SERVING] and seen[-1] is None  # NOT_SERVING came first
 
-    store = TaskStore(data / "store", max_bytes=2**40)
+    store = TaskStore(data / "store")
     try:
         records = [store.get_task(t) for t in acknowledged]
         assert all(r is not None and r.state != TaskState.PROCESSING for r in records)

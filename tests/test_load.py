@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
-from ocr_server.store import TaskStore
+from ocr_server.backends.local.store import TaskStore
 from tests.harness import TOKENS, ServerProcess
 from tests.test_lifecycle import blank, wait_for
 
@@ -138,10 +138,10 @@ def run_storm(make_fake_server, total: int, clients: int, max_queue: int) -> Non
     states = wait_all_final(server, accepted_ids, timeout=300)
     assert states == Counter({COMPLETED: len(accepted_ids)})
     assert server.terminate() == 0
-    store = TaskStore(server.data_dir / "store", max_bytes=2**40)
+    store = TaskStore(server.data_dir / "store")
     try:  # refused submissions left nothing behind; accepted ones are all there
         assert sum(1 for _ in store.task_ids()) == len(accepted_ids)
-        assert not list(store.document_path("x").parent.iterdir())
+        assert not list((server.data_dir / "store" / "documents").iterdir())
     finally:
         store.close()
     print(

@@ -22,13 +22,13 @@ from grpc_health.v1 import health_pb2
 
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from ocr_client import OcrClient, tls_credentials
-from ocr_server import auth
-from ocr_server.auth import TokenRegistry, hash_token
+from ocr_server.api import auth
+from ocr_server.api.auth import TokenRegistry, hash_token
+from ocr_server.api.tls import TlsConfigError, server_credentials
+from ocr_server.backends.local.store import TaskStore
 from ocr_server.config import default_tenant_limit, parse_args
 from ocr_server.models import Settings, TaskRecord, TaskState
-from ocr_server.scheduler import Scheduler
-from ocr_server.store import TaskStore
-from ocr_server.tls import TlsConfigError, server_credentials
+from ocr_server.tasks.scheduler import Scheduler
 from tests.documents import RECEIPTS, cer, encode, receipt_jpeg, receipt_truth
 from tests.harness import ROOT, TOKENS, ServerProcess, health_status
 from tests.tls_certs import TestCA
@@ -406,7 +406,7 @@ def test_other_tenants_task_is_indistinguishable_from_none(servers) -> None:  # 
 def test_store_lookup_does_the_same_work_for_unknown_ids(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """What keeps the timing equal, checked without a clock: an unknown id parses a record
     (the stand-in) just as another tenant's id does before it is refused."""
-    store = TaskStore(tmp_path / "store", max_bytes=2**30)
+    store = TaskStore(tmp_path / "store")
     record = TaskRecord(
         task_id=secrets.token_hex(20),
         tenant="alice",

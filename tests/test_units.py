@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from ocr_server.auth import TokenRegistry, parse_token_spec, read_tokens_file
+from ocr_server.api.auth import TokenRegistry, parse_token_spec, read_tokens_file
 from ocr_server.capabilities import Capabilities
 from ocr_server.documents import DocumentLimits, detect_type, inspect_image, parse_page_selection
 from ocr_server.engines.base import RecognizedLine
 from ocr_server.engines.profiles import BUILTIN_PROFILES, load_profiles
 from ocr_server.errors import InvalidDocumentError, InvalidSettingsError
 from ocr_server.layout import order_lines, page_text
-from ocr_server.scheduler import Scheduler
+from ocr_server.tasks.scheduler import Scheduler
 
 
 def drain(scheduler: Scheduler, finish: bool = True) -> list[tuple[str, int]]:

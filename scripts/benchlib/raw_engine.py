@@ -1,6 +1,6 @@
 """The raw engine: the server's own worker code in N spawned processes, without the service.
 
-Each process runs `ocr_server.worker.worker_main` (the very function the server's pool spawns)
+Each process runs `ocr_server.workers.worker.worker_main` (the function the server's pool spawns)
 with the same single-thread environment, so it decodes or rasterises the page with
 `ocr_server.documents`, recognises it with the profile's PaddleOCR configuration and orders it
 with `ocr_server.layout` exactly as a server worker does. What is missing is only the service:
@@ -29,9 +29,18 @@ from benchlib.outcome import PageOutcome, SetRun
 from benchlib.resources import CpuMeter, MemorySampler, peak_rss, reset_peaks
 from ocr_server.documents import DEFAULT_DPI
 from ocr_server.engines.profiles import Profile, load_profiles
-from ocr_server.models import PageJob, PageResult
-from ocr_server.pool import _SINGLE_THREAD_ENV  # the server's worker environment, verbatim
-from ocr_server.worker import WorkerConfig, worker_main
+from ocr_server.workers.messages import (
+    WORKER_ENVIRONMENT,  # the server's worker environment, verbatim
+    Fatal,
+    FromWorker,
+    PageDone,
+    PageFailed,
+    PageJob,
+    Ready,
+    RunPage,
+    Stop,
+)
+from ocr_server.workers.worker import WorkerConfig, worker_main
 
 PAGE_TIMEOUT = 300.0
 LOAD_TIMEOUT = 300.0
@@ -71,7 +80,7 @@ class RawEngine:
         return self
 
     def _start(self) -> None:
-        for key, value in _SINGLE_THREAD_ENV.items():
+        for key, value in WORKER_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
         context = multiprocessing.get_context("spawn")
         config = WorkerConfig(
@@ -89,8 +98,10 @@ class RawEngine:
             self._conns.append(parent)
         for conn in self._conns:
             message = self._receive(conn, LOAD_TIMEOUT)
-            if message[0] != "ready":
+            if isinstance(message, Fatal):
                 raise RuntimeError(f"raw engine worker could not load {self.profile}: {message}")
+            if not isinstance(message, Ready):
+                raise RuntimeError(f"raw engine worker answered {message!r} while loading")
         warm_up = self._warm_up_page()
         for conn in self._conns:  # one warm-up page each: lazy initialisation is not timed
             self._recognize(conn, warm_up)
@@ -99,7 +110,7 @@ class RawEngine:
     def __exit__(self, *exc: object) -> None:
         for conn in self._conns:
             with contextlib.suppress(OSError):
-                conn.send(("stop",))
+                conn.send(Stop())
         for process in self._processes:
             process.join(10)
             if process.is_alive():
@@ -174,20 +185,22 @@ class RawEngine:
             language=self.language,
         )
         started = time.perf_counter()
-        conn.send(("job", job))
+        conn.send(RunPage(job))
         message = self._receive(conn, PAGE_TIMEOUT)
         seconds = time.perf_counter() - started
-        if message[0] == "done":
-            result = message[2]
-            assert isinstance(result, PageResult)
-            return PageOutcome(page.page_id, result.text, seconds)
-        return PageOutcome(page.page_id, "", seconds, error=f"{message[2]}: {message[3]}")
+        match message:
+            case PageDone(page=result):
+                return PageOutcome(page.page_id, result.text, seconds)
+            case PageFailed(failure=failure):
+                error = f"{failure.code.name}: {failure.message}"
+                return PageOutcome(page.page_id, "", seconds, error=error)
+        raise RuntimeError(f"raw engine worker answered {message!r} to a page")
 
     @staticmethod
-    def _receive(conn: Connection, timeout: float) -> tuple[object, ...]:
+    def _receive(conn: Connection, timeout: float) -> FromWorker:
         if not conn.poll(timeout):
             raise TimeoutError(f"raw engine worker silent for {timeout:.0f} s")
-        message: tuple[object, ...] = conn.recv()
+        message: FromWorker = conn.recv()
         return message
 
     def _warm_up_page(self) -> Page:

@@ -18,19 +18,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
-from ocr_server.auth import AuthInterceptor, load_registry
+from ocr_server.api.auth import AuthInterceptor, load_registry
+from ocr_server.api.service import OcrServicer
+from ocr_server.api.tls import TlsConfigError, server_credentials
+from ocr_server.backends.local.backend import LocalTaskBackend
+from ocr_server.backends.tasks import RoomLimits
 from ocr_server.capabilities import Capabilities
 from ocr_server.config import ServerConfig
 from ocr_server.documents import DocumentLimits
 from ocr_server.engines.profiles import load_profiles
-from ocr_server.events import TaskEvents
-from ocr_server.pool import WorkerPool
-from ocr_server.scheduler import Scheduler
-from ocr_server.service import OcrServicer
-from ocr_server.store import TaskStore
-from ocr_server.tasks import ManagerLimits, TaskManager
-from ocr_server.tls import TlsConfigError, server_credentials
-from ocr_server.worker import WorkerConfig
+from ocr_server.tasks.manager import TaskManager
+from ocr_server.tasks.submission import Submission, SubmissionLimits
+from ocr_server.workers.pool import WorkerPool
+from ocr_server.workers.worker import WorkerConfig
 
 log = logging.getLogger("ocr_server")
 
@@ -40,7 +40,7 @@ ENGINE_LOAD_TIMEOUT = 600.0
 
 
 class OcrServer:
-    """The running service: store, worker pool, task manager and gRPC server."""
+    """The running service: task backend, worker pool, task manager and gRPC server."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -78,20 +78,22 @@ class OcrServer:
         )
         self.pool.start()  # before any gRPC object
         self.tokens = load_registry(config.tokens, config.tokens_file, config.data_dir)
-        self.store = TaskStore(config.data_dir / "store", max_bytes=config.max_store_mb * MIB)
-        self.events = TaskEvents()
-        self.manager = TaskManager(
-            store=self.store,
-            scheduler=Scheduler(max_active=2 * config.workers),
-            events=self.events,
-            capabilities=self.capabilities,
-            limits=ManagerLimits(
+        self.backend = LocalTaskBackend(
+            config.data_dir / "store",
+            RoomLimits(config.max_queue, config.max_pending_per_tenant),
+            max_active=2 * config.workers,
+            max_store_bytes=config.max_store_mb * MIB,
+            on_work=self.pool.wake,
+        )
+        self.manager = TaskManager(self.backend)
+        self.submission = Submission(
+            self.backend,
+            self.capabilities,
+            SubmissionLimits(
                 result_ttl=config.result_ttl,
-                max_queue=config.max_queue,
-                max_pending_per_tenant=config.max_pending_per_tenant,
+                max_document_bytes=config.max_message_mb * MIB,
                 documents=limits,
             ),
-            wake_workers=self.pool.wake,
         )
         self.health = health.HealthServicer()
         self.grpc_server = self._build_grpc_server()
@@ -111,7 +113,8 @@ class OcrServer:
         )
         servicer = OcrServicer(
             self.manager,
-            self.events,
+            self.submission,
+            self.backend.events,
             self.tokens,
             self.capabilities,
             info={
@@ -179,12 +182,13 @@ class OcrServer:
         self._stopped.set()
         log.info("shutting down: draining for up to %.0f s", self.config.shutdown_grace)
         self.health.enter_graceful_shutdown()
+        self.submission.stop_accepting()
         self.manager.stop_accepting()
         self.pool.drain(self.config.shutdown_grace)
         self.pool.stop()
         self.manager.requeue_unfinished()
         self.grpc_server.stop(grace=2).wait()
-        self.store.close()
+        self.backend.close()
         log.info("stopped")
 
     def wait(self) -> None:

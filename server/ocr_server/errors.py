@@ -1,5 +1,25 @@
 """One error hierarchy for everything a client can be told. Each error carries the gRPC status
-code it maps to, so the servicer converts errors in one place and messages stay actionable."""
+code it maps to, so the servicer converts errors in one place and messages stay actionable.
+
+    OcrServiceError                    (INTERNAL unless a subclass says otherwise)
+    ├── InvalidDocumentError           INVALID_ARGUMENT   refused at Submit
+    ├── InvalidSettingsError           INVALID_ARGUMENT
+    ├── TaskNotFoundError              NOT_FOUND
+    ├── QueueFullError                 RESOURCE_EXHAUSTED
+    ├── StoreFullError                 RESOURCE_EXHAUSTED
+    ├── DocumentTooLargeError          RESOURCE_EXHAUSTED
+    ├── DamagedEntryError              DATA_LOSS
+    ├── DocumentMissingError           DATA_LOSS
+    ├── ShuttingDownError              UNAVAILABLE
+    └── TaskError                      ends a task: goes into Task.error, never an RPC status
+        ├── DamagedPageError           INVALID_ARGUMENT   a page only decoding shows damaged
+        ├── EngineError                INTERNAL
+        ├── PageTimeoutError           DEADLINE_EXCEEDED
+        ├── WorkerDiedTwiceError       ABORTED
+        ├── DocumentLostError          DATA_LOSS
+        ├── PageResultLostError        DATA_LOSS
+        └── ResultNotStoredError       RESOURCE_EXHAUSTED
+"""
 
 from __future__ import annotations
 
@@ -65,10 +85,94 @@ class ShuttingDownError(OcrServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-class PageFailedError(Exception):
-    """Raised in a worker when one page cannot be recognised; carries the status to report."""
+class DocumentTooLargeError(OcrServiceError):
+    """The document grew past the size limit while it arrived (checked chunk by chunk)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DocumentMissingError(OcrServiceError):
+    """A document reference that names nothing stored (deleted, expired or never written)."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+
+# --- task failures ------------------------------------------------------------------------
+# What ends a task while it runs (AIP-151): stored in the task's `error`, never raised to a
+# client as an RPC status. Each class carries its status code; the message is the only
+# argument, so a failure pickles across the worker pipe unchanged.
+
+
+class TaskError(OcrServiceError):
+    """Base of every error that fails a task after it was queued."""
+
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.code = code
         self.message = message
+
+
+class DamagedPageError(TaskError):
+    """A page that only decoding shows to be damaged (the document passed triage)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class EngineError(TaskError):
+    """The engine raised on a page; the worker survives."""
+
+    code = grpc.StatusCode.INTERNAL
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> EngineError:
+        return cls(f"recognition failed: {type(exc).__name__}: {exc}")
+
+
+class PageTimeoutError(TaskError):
+    """A page ran past --page-timeout; its worker was killed."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+    @classmethod
+    def after(cls, page_number: int, limit: float) -> PageTimeoutError:
+        return cls(
+            f"page {page_number} took longer than the per-page limit of {limit:.0f} s; "
+            "the worker was stopped"
+        )
+
+
+class WorkerDiedTwiceError(TaskError):
+    """The same page killed its worker twice (retried once, then the task fails)."""
+
+    code = grpc.StatusCode.ABORTED
+
+    @classmethod
+    def on_page(cls, page_number: int, reason: str) -> WorkerDiedTwiceError:
+        return cls(
+            f"page {page_number}: the worker died twice while recognising it ({reason}); "
+            "the page may be too large or crash the engine"
+        )
+
+
+class DocumentLostError(TaskError):
+    """The stored document of an unfinished task is gone (found at recovery)."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+
+class PageResultLostError(TaskError):
+    """A stored page result was damaged: never hand out a result without it."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+    @classmethod
+    def on_page(cls, page_number: int) -> PageResultLostError:
+        return cls(
+            f"the recognised text of page {page_number} was damaged in the store; "
+            "submit the document again"
+        )
+
+
+class ResultNotStoredError(TaskError):
+    """The store refused the page or result (full disk, size limit)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED

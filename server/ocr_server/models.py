@@ -60,6 +60,16 @@ class TaskRecord:
     error_message: str = ""
     # Pages whose worker died, each retried once before the task fails.
     retried_pages: list[int] = field(default_factory=list)
+    # The document store's reference; records written before references existed have none
+    # and name their document by the task id.
+    document_ref: str = ""
+    # Keep the document until the task expires (e.g. to render over the original page);
+    # otherwise it is deleted as soon as the task ends.
+    keep_document: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.document_ref:
+            self.document_ref = self.task_id
 
     @property
     def pages_total(self) -> int:
@@ -74,20 +84,6 @@ class TaskRecord:
         data["state"] = TaskState(data["state"])
         data["settings"] = Settings(**data["settings"])
         return cls(**data)
-
-
-@dataclass(frozen=True)
-class PageJob:
-    """One page to recognise: everything a worker needs, picklable."""
-
-    job_id: int
-    task_id: str
-    document_path: str
-    document_type: str
-    page_number: int
-    dpi: int
-    profile: str
-    language: str
 
 
 @dataclass(frozen=True)

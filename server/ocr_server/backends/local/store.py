@@ -1,29 +1,33 @@
-"""The persistent task store: task records, page results, final results, idempotency keys and
-the submitted documents, under one data directory.
+"""The persistent task store: task records, page results, final results and idempotency keys
+in diskcache, under one data directory (the documents are `documents.py`'s).
 
 diskcache is configured so that nothing is ever evicted early (no size limit culling); every
 entry carries the task's absolute expiry, and `sweep()` deletes what has expired, because
-diskcache's own expiry is lazy. The store is full when it reaches `max_bytes`, or when its disk
-is: writes then raise StoreFullError (RESOURCE_EXHAUSTED) rather than anything being evicted.
-Results carry a SHA-256 digest and task records must parse, so a damaged entry is reported as
-such (DamagedEntryError, DATA_LOSS) for its task alone instead of being served or crashing.
+diskcache's own expiry is lazy. Writes the disk refuses raise StoreFullError
+(RESOURCE_EXHAUSTED) rather than anything being evicted. Results carry a SHA-256 digest and
+task records must parse, so a damaged entry is reported as such (DamagedEntryError,
+DATA_LOSS) for its task alone instead of being served or crashing.
+
+Expiry is read from the injected clock. diskcache keeps its own expiry times in real time:
+they are set to the task's absolute expiry, and the sweep passes the clock's time, so a test
+clock moved past the expiry makes entries vanish for reads and for the sweep alike.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import diskcache
 
-from ocr_server.errors import DamagedEntryError, StoreFullError
+from ocr_server.backends.local.capacity import writing
+from ocr_server.clock import Clock, system_clock
+from ocr_server.errors import DamagedEntryError
 from ocr_server.models import PageResult, Settings, TaskRecord, TaskState
 
 log = logging.getLogger(__name__)
@@ -38,36 +42,15 @@ _NO_EVICTION = {
 
 _DIGEST = hashlib.sha256
 _DIGEST_SIZE = _DIGEST().digest_size
-_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-_SQLITE_FULL = 13
-
-
-@contextlib.contextmanager
-def _writing() -> Iterator[None]:
-    """A full disk (or quota) is the store being full: say so, with the status clients expect."""
-    try:
-        yield
-    except (OSError, sqlite3.OperationalError) as exc:
-        full = (
-            exc.errno in _DISK_FULL_ERRNOS
-            if isinstance(exc, OSError)
-            else getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL
-        )
-        if full:
-            raise StoreFullError(
-                "the task store's disk is full; retry after results expire "
-                "(nothing is evicted to make room)"
-            ) from exc
-        raise
 
 
 class TaskStore:
     """Thread-safe persistence for tasks; the caller serialises state transitions."""
 
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(self, directory: Path, clock: Clock = system_clock) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.max_bytes = max_bytes
+        self._clock = clock
         self._tasks = diskcache.Cache(str(directory / "tasks"), **_NO_EVICTION)
         self._pages = diskcache.Cache(str(directory / "pages"), **_NO_EVICTION)
         self._results = diskcache.Cache(str(directory / "results"), **_NO_EVICTION)
@@ -75,14 +58,6 @@ class TaskStore:
         self._caches = (self._tasks, self._pages, self._results, self._request_ids)
         with contextlib.suppress(OSError, sqlite3.Error):  # a full disk: get_task's fallback
             self._tasks.add(_STAND_IN_KEY, _STAND_IN)
-        self._documents = directory / "documents"
-        self._documents.mkdir(exist_ok=True)
-        # Bytes of the documents directory, kept as files come and go: Submit checks the size
-        # limit every time, and stat-ing every queued document made it O(queue length).
-        self._documents_lock = threading.Lock()
-        self._document_bytes = sum(
-            _size(path) for path in self._documents.iterdir() if path.suffix != ".part"
-        )
 
     def close(self) -> None:
         for cache in self._caches:
@@ -91,7 +66,7 @@ class TaskStore:
     # --- tasks ---------------------------------------------------------------------------
 
     def put_task(self, record: TaskRecord) -> None:
-        with _writing():
+        with writing():
             self._tasks.set(record.task_id, record.to_json(), expire=_remaining(record.expires))
 
     def get_task(self, task_id: str) -> TaskRecord | None:
@@ -110,37 +85,34 @@ class TaskStore:
         record = self._parse_task(task_id, text if text is not None else other)
         return record if text is not None else None
 
-    @staticmethod
-    def _parse_task(task_id: str, text: str | None) -> TaskRecord | None:
+    def _parse_task(self, task_id: str, text: str | None) -> TaskRecord | None:
         if text is None:
             return None
         try:
             record = TaskRecord.from_json(text)
         except (ValueError, TypeError, KeyError) as exc:
             raise DamagedEntryError(task_id, "record") from exc
-        return record if record.expires > time.time() else None
+        return record if record.expires > self._clock() else None
 
     def task_ids(self) -> Iterator[str]:
         return (key for key in self._tasks.iterkeys() if key != _STAND_IN_KEY)
 
-    def unfinished_tasks(self) -> list[TaskRecord]:
-        """Pending and processing tasks, oldest first: what a restart must run again.
-        A damaged record is logged and skipped: it must not stop the server from starting."""
-        records = []
+    def live_tasks(self) -> Iterator[TaskRecord]:
+        """Every unexpired task, in no particular order. A damaged record is logged and
+        skipped: it must not stop the server from starting."""
         for task_id in self.task_ids():
             try:
                 record = self.get_task(task_id)
             except DamagedEntryError as exc:
                 log.error("%s", exc)
                 continue
-            if record is not None and not record.state.is_final:
-                records.append(record)
-        return sorted(records, key=lambda r: (r.created, r.task_id))
+            if record is not None:
+                yield record
 
     def claim_request_id(self, tenant: str, request_id: str, task_id: str, expires: float) -> str:
         """Bind (tenant, request_id) to task_id unless already bound; return the bound task."""
         key = f"{tenant}\x00{request_id}"
-        with _writing():
+        with writing():
             added = self._request_ids.add(key, task_id, expire=_remaining(expires))
         if added:
             return task_id
@@ -149,7 +121,7 @@ class TaskStore:
 
     def bind_request_id(self, tenant: str, request_id: str, task_id: str, expires: float) -> None:
         key = f"{tenant}\x00{request_id}"
-        with _writing():
+        with writing():
             self._request_ids.set(key, task_id, expire=_remaining(expires))
 
     def release_request_id(self, tenant: str, request_id: str) -> None:
@@ -159,42 +131,11 @@ class TaskStore:
         value = self._request_ids.get(f"{tenant}\x00{request_id}")
         return str(value) if value is not None else None
 
-    # --- documents -----------------------------------------------------------------------
-
-    def document_path(self, task_id: str) -> Path:
-        return self._documents / task_id
-
-    def put_document(self, task_id: str, content: bytes) -> Path:
-        path = self.document_path(task_id)
-        tmp = path.with_suffix(".part")
-        try:
-            with _writing():
-                tmp.write_bytes(content)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a half-written document must not fill the disk
-            raise
-        tmp.replace(path)
-        with self._documents_lock:
-            self._document_bytes += len(content)
-        return path
-
-    def delete_document(self, task_id: str) -> None:
-        self._unlink_document(self.document_path(task_id))
-
-    def _unlink_document(self, path: Path) -> None:
-        size = _size(path)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        with self._documents_lock:
-            self._document_bytes = max(0, self._document_bytes - size)
-
     # --- page results and final results ----------------------------------------------------
 
     def put_page(self, record: TaskRecord, page: PageResult) -> None:
         key = f"{record.task_id}:{page.page_number}"
-        with _writing():
+        with writing():
             self._pages.set(key, page.to_json(), expire=_remaining(record.expires))
 
     def get_pages(self, record: TaskRecord) -> dict[int, PageResult]:
@@ -215,17 +156,17 @@ class TaskStore:
 
     def put_result(self, record: TaskRecord, result: bytes) -> None:
         sealed = _DIGEST(result).digest() + result
-        with _writing():
+        with writing():
             self._results.set(record.task_id, sealed, expire=_remaining(record.expires))
 
     def get_result(self, task_id: str) -> bytes | None:
         """The serialised result; None when absent; DamagedEntryError when it does not match
         the digest written with it (or cannot be read)."""
         try:
-            value = self._results.get(task_id)
+            value, expires = self._results.get(task_id, expire_time=True)
         except OSError as exc:
             raise DamagedEntryError(task_id, "result") from exc
-        if value is None:
+        if value is None or (expires is not None and expires <= self._clock()):
             return None
         if not isinstance(value, bytes) or len(value) < _DIGEST_SIZE:
             raise DamagedEntryError(task_id, "result")
@@ -234,36 +175,20 @@ class TaskStore:
             raise DamagedEntryError(task_id, "result")
         return result
 
+    def delete_result(self, task_id: str) -> None:
+        self._results.delete(task_id)
+
     # --- capacity and expiry -------------------------------------------------------------
 
     def volume(self) -> int:
-        """Bytes on disk: the caches plus the documents waiting to be recognised."""
-        caches: int = sum(cache.volume() for cache in self._caches)
-        with self._documents_lock:
-            return caches + self._document_bytes
-
-    def is_full(self, incoming: int) -> bool:
-        return self.volume() + incoming > self.max_bytes
+        """Bytes of the caches on disk (the documents are counted by their own store)."""
+        return int(sum(cache.volume() for cache in self._caches))
 
     def sweep(self) -> int:
-        """Delete expired entries and orphaned documents; return how many entries went."""
-        removed = sum(_expire_all(cache) for cache in self._caches)
-        for path in self._documents.iterdir():
-            task_id = path.name.removesuffix(".part")
-            try:
-                record = self.get_task(task_id)
-            except DamagedEntryError:
-                continue  # kept: its task stays visible (and damaged) until it expires
-            if record is None or record.state.is_final:
-                age = time.time() - _mtime(path)
-                if age > 60:  # a document being written by Submit has no record yet
-                    if path.suffix == ".part":  # not counted in the volume until complete
-                        path.unlink(missing_ok=True)
-                    else:
-                        self._unlink_document(path)
-                    removed += 1
+        """Delete expired entries; return how many went."""
+        now = self._clock()
+        removed = sum(_expire_all(cache, now) for cache in self._caches)
         if removed:
-            log.info("swept %d expired entries", removed)
             for cache in self._caches:
                 _truncate_wal(Path(cache.directory) / "cache.db")
         return removed
@@ -288,10 +213,10 @@ _STAND_IN_KEY = "stand-in"
 _ABSENT_KEY = "absent"  # never stored
 
 
-def _expire_all(cache: diskcache.Cache) -> int:
+def _expire_all(cache: diskcache.Cache, now: float) -> int:
     """diskcache's expire() stops early when many entries share one expiry time: repeat."""
     removed = 0
-    while count := int(cache.expire()):
+    while count := int(cache.expire(now=now)):
         removed += count
     return removed
 
@@ -307,19 +232,6 @@ def _truncate_wal(database: Path) -> None:
 
 
 def _remaining(expires: float) -> float:
-    """diskcache takes a relative expiry; keep the task's absolute one across updates."""
+    """diskcache takes an expiry relative to its own (real) clock: this makes its absolute
+    expiry time the task's, whatever clock the store reads."""
     return max(expires - time.time(), 0.001)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return time.time()

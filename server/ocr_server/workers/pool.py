@@ -20,21 +20,24 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Protocol, TypeVar
 
-from ocr_server.models import PageJob, PageResult
-from ocr_server.worker import WorkerConfig, worker_main
+from ocr_server.errors import PageTimeoutError, TaskError
+from ocr_server.models import PageResult
+from ocr_server.workers.messages import (
+    WORKER_ENVIRONMENT,
+    Fatal,
+    FromWorker,
+    PageDone,
+    PageFailed,
+    PageJob,
+    Ready,
+    RunPage,
+    Stop,
+)
+from ocr_server.workers.worker import WorkerConfig, worker_main
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# One thread per worker: 2 workers x 1 thread beat 1 x 2 and 2 x 2 on this class of machine.
-_SINGLE_THREAD_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "FLAGS_cpu_deterministic": "true",
-    "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True",
-}
 
 
 class JobSource(Protocol):
@@ -44,7 +47,7 @@ class JobSource(Protocol):
 
     def job_done(self, job: PageJob, page: PageResult) -> None: ...
 
-    def job_failed(self, job: PageJob, code: str, message: str) -> None: ...
+    def job_failed(self, job: PageJob, failure: TaskError) -> None: ...
 
     def job_lost(self, job: PageJob, reason: str) -> None: ...
 
@@ -87,7 +90,7 @@ class WorkerPool:
 
     def start(self) -> None:
         """Spawn every worker; call before any gRPC object exists (gRPC and fork do not mix)."""
-        for key, value in _SINGLE_THREAD_ENV.items():
+        for key, value in WORKER_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
         for index in range(self.size):
             self._spawn(index)
@@ -142,7 +145,7 @@ class WorkerPool:
         for worker in list(self._workers.values()):
             try:
                 if worker.job is None:
-                    worker.conn.send(("stop",))
+                    worker.conn.send(Stop())
                 else:
                     worker.process.kill()
             except OSError:
@@ -205,7 +208,7 @@ class WorkerPool:
             if job is None:
                 return
             try:
-                worker.conn.send(("job", job))
+                worker.conn.send(RunPage(job))
             except OSError:
                 self._tell(self._source.job_lost, job, "the worker died before it took the page")
                 continue
@@ -238,21 +241,24 @@ class WorkerPool:
         else:
             self._replace(worker, self._death_reason(worker))
 
-    def _handle(self, worker: _Worker, message: tuple[object, ...]) -> None:
+    def _handle(self, worker: _Worker, message: FromWorker) -> None:
         assert self._source is not None
-        kind = message[0]
-        if kind == "ready":
-            with self._lock:
-                worker.ready = True
-                self._lock.notify_all()
-            log.info("worker %d (pid %s) ready", worker.index, message[1])
-            return
-        if kind == "fatal":
-            with self._lock:
-                self._fatal = f"worker {worker.index} could not load its engine: {message[1]}"
-                self._lock.notify_all()
-            log.error("%s", self._fatal)
-            return
+        match message:
+            case Ready(pid=pid):
+                with self._lock:
+                    worker.ready = True
+                    self._lock.notify_all()
+                log.info("worker %d (pid %s) ready", worker.index, pid)
+            case Fatal(message=reason):
+                with self._lock:
+                    self._fatal = f"worker {worker.index} could not load its engine: {reason}"
+                    self._lock.notify_all()
+                log.error("%s", self._fatal)
+            case PageDone() | PageFailed():
+                self._finished(worker, message)
+
+    def _finished(self, worker: _Worker, message: PageDone | PageFailed) -> None:
+        assert self._source is not None
         job, worker.job = worker.job, None
         if job is None:
             return
@@ -261,16 +267,16 @@ class WorkerPool:
             log.info("recycling worker %d after %d pages", worker.index, worker.pages_done)
             worker.retiring = True
             with contextlib.suppress(OSError):
-                worker.conn.send(("stop",))
+                worker.conn.send(Stop())
         with self._lock:
             if self._accepting and not self._closing:
                 # The worker's next page first: recording this one (store writes, the result,
                 # watchers) takes milliseconds the worker would otherwise sit idle.
                 self._dispatch()
-        if kind == "done":
-            self._tell(self._source.job_done, job, message[2])
+        if isinstance(message, PageDone):
+            self._tell(self._source.job_done, job, message.page)
         else:
-            self._tell(self._source.job_failed, job, str(message[2]), str(message[3]))
+            self._tell(self._source.job_failed, job, message.failure)
         with self._lock:
             self._lock.notify_all()
 
@@ -326,11 +332,6 @@ class WorkerPool:
             )
             worker.job = None
             worker.process.kill()
-            self._tell(
-                self._source.job_failed,
-                job,
-                "DEADLINE_EXCEEDED",
-                f"page {job.page_number} took longer than the per-page limit of "
-                f"{self._page_timeout:.0f} s; the worker was stopped",
-            )
+            failure = PageTimeoutError.after(job.page_number, self._page_timeout)
+            self._tell(self._source.job_failed, job, failure)
             self._replace(worker, "killed after the per-page time limit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -11,12 +12,13 @@ from typing import ParamSpec, TypeVar
 import grpc
 
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
-from ocr_server.auth import TokenRegistry
+from ocr_server.api.auth import TokenRegistry
+from ocr_server.backends.events import TaskEvents
 from ocr_server.capabilities import Capabilities
 from ocr_server.convert import task_to_proto
-from ocr_server.errors import OcrServiceError, TaskNotFoundError
-from ocr_server.events import TaskEvents
-from ocr_server.tasks import SubmitOptions, TaskManager
+from ocr_server.errors import OcrServiceError
+from ocr_server.tasks.manager import TaskManager
+from ocr_server.tasks.submission import Submission, SubmitOptions
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +26,42 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@contextlib.contextmanager
+def _status_from_errors(context: grpc.ServicerContext, method: str) -> Iterator[None]:
+    """Turn service errors into their gRPC status; anything else is INTERNAL, logged. The one
+    mapping for unary and streaming handlers alike."""
+    try:
+        yield
+    except OcrServiceError as exc:
+        context.abort(exc.code, str(exc))
+    except Exception:
+        log.exception("unexpected error in %s", method)
+        context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+
+
 def _grpc_errors(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn service errors into their gRPC status; anything else is INTERNAL, logged."""
+    """A unary handler's errors through `_status_from_errors`."""
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         context: grpc.ServicerContext = args[2]  # type: ignore[assignment]
-        try:
+        with _status_from_errors(context, method.__name__):
             return method(*args, **kwargs)
-        except OcrServiceError as exc:
-            context.abort(exc.code, str(exc))
-        except Exception:
-            log.exception("unexpected error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
         raise AssertionError("unreachable")  # context.abort raises
+
+    return wrapper
+
+
+def _grpc_stream_errors(
+    method: Callable[P, Iterator[R]],
+) -> Callable[P, Iterator[R]]:
+    """A streaming handler's errors, raised while it yields, through the same mapping."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Iterator[R]:
+        context: grpc.ServicerContext = args[2]  # type: ignore[assignment]
+        with _status_from_errors(context, method.__name__):
+            yield from method(*args, **kwargs)
 
     return wrapper
 
@@ -46,6 +70,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
     def __init__(
         self,
         manager: TaskManager,
+        submission: Submission,
         events: TaskEvents,
         tokens: TokenRegistry,
         capabilities: Capabilities,
@@ -53,6 +78,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         heartbeat: float,
     ) -> None:
         self._manager = manager
+        self._submission = submission
         self._events = events
         self._tokens = tokens
         self._capabilities = capabilities
@@ -80,7 +106,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
             request_id=request.request_id,
             filename=request.filename,
         )
-        record = self._manager.submit(tenant, request.content, options)
+        record = self._submission.submit(tenant, request.content, options)
         position = self._manager.queue_position(record.task_id)
         return ocr_pb2.SubmitResponse(task=task_to_proto(record, position))
 
@@ -108,14 +134,12 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         record = self._manager.cancel(self._tenant(context), request.task_id)
         return ocr_pb2.CancelResponse(task=task_to_proto(record))
 
+    @_grpc_stream_errors
     def WatchTask(
         self, request: ocr_pb2.WatchTaskRequest, context: grpc.ServicerContext
     ) -> Iterator[ocr_pb2.WatchTaskResponse]:
         tenant = self._tenant(context)
-        try:
-            self._manager.find(tenant, request.task_id)
-        except OcrServiceError as exc:
-            context.abort(exc.code, str(exc))
+        self._manager.find(tenant, request.task_id)
         subscription = self._events.subscribe(request.task_id)
         context.add_callback(subscription.close)  # the client left: unblock and clean up
         try:
@@ -128,10 +152,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
                 try:
                     snapshot = subscription.get(timeout=self._heartbeat)
                 except queue.Empty:  # nothing changed: repeat, so proxies keep the stream
-                    try:
-                        record, position = self._manager.find(tenant, request.task_id)
-                    except TaskNotFoundError as exc:
-                        context.abort(exc.code, str(exc))
+                    record, position = self._manager.find(tenant, request.task_id)
                     continue
                 if snapshot is None:
                     return

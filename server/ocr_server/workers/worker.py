@@ -19,9 +19,19 @@ from pathlib import Path
 from ocr_server.documents import DocumentLimits, load_page
 from ocr_server.engines.base import OcrEngine
 from ocr_server.engines.profiles import BUILTIN_PROFILES, Profile
-from ocr_server.errors import InvalidDocumentError
+from ocr_server.errors import DamagedPageError, EngineError, InvalidDocumentError
 from ocr_server.layout import order_lines, page_text
-from ocr_server.models import PageJob, PageResult
+from ocr_server.models import PageResult
+from ocr_server.workers.messages import (
+    Fatal,
+    FromWorker,
+    PageDone,
+    PageFailed,
+    PageJob,
+    Ready,
+    RunPage,
+    Stop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +116,8 @@ def lower_priority() -> None:
 
 
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
-    """Process entry point. Messages: in ("job", PageJob) | ("stop",); out ("ready", pid) |
-    ("fatal", message) | ("done", job_id, PageResult) | ("failed", job_id, code, message)."""
+    """Process entry point: answers Ready (or Fatal), then PageDone or PageFailed for every
+    RunPage, until Stop or the pipe closes (see workers/messages.py)."""
     die_with_parent()
     lower_priority()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -116,28 +126,29 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     try:
         engines.get(config.default_profile)
     except Exception as exc:  # any load failure is fatal for this worker, and said so
-        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        conn.send(Fatal(f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", os.getpid()))
+    conn.send(Ready(os.getpid()))
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             return  # the server went away
-        if message[0] == "stop":
-            return
-        job: PageJob = message[1]
-        try:
-            conn.send(("done", job.job_id, recognize_page(job, engines, config.limits)))
-        except InvalidDocumentError as exc:
-            conn.send(("failed", job.job_id, "INVALID_ARGUMENT", str(exc)))
-        except Exception as exc:  # the worker survives; the task fails with the reason
-            log.exception("page %d of task %s failed", job.page_number, job.task_id)
-            conn.send(
-                (
-                    "failed",
-                    job.job_id,
-                    "INTERNAL",
-                    f"recognition failed: {type(exc).__name__}: {exc}",
-                )
-            )
+        match message:
+            case RunPage(job=job):
+                conn.send(_run(job, engines, config.limits))
+            case Stop():
+                return
+            case _:
+                log.error("unexpected message %r", message)
+                return
+
+
+def _run(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> FromWorker:
+    try:
+        return PageDone(job.job_id, recognize_page(job, engines, limits))
+    except InvalidDocumentError as exc:
+        return PageFailed(job.job_id, DamagedPageError(str(exc)))
+    except Exception as exc:  # the worker survives; the task fails with the reason
+        log.exception("page %d of task %s failed", job.page_number, job.task_id)
+        return PageFailed(job.job_id, EngineError.from_exception(exc))

@@ -1,6 +1,6 @@
-"""Task change notifications for WatchTask: each watcher has a queue of task snapshots.
+"""In-process task events (see backends/events.py): each watcher has a queue of snapshots.
 
-Publishers (the task manager) hand over immutable snapshots, so a watcher sees every change in
+The local backend hands over snapshots it will not change again, so a watcher sees every change in
 order; a watcher that goes away unsubscribes and leaves nothing behind. When a task starts,
 every waiting watched task moves up one place: those updates carry only the new position (no
 record, so no store read per watcher), and a watcher that lags behind gets only the latest of
@@ -13,14 +13,10 @@ import queue
 import threading
 from collections import defaultdict
 
-from ocr_server.models import TaskRecord
-
-Snapshot = tuple[TaskRecord | None, int]
-"""A copy of the task record and its queue position at the time of the change; the record is
-None when only the queue position changed."""
+from ocr_server.backends.events import Snapshot, Subscription
 
 
-class Subscription:
+class QueueSubscription:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         self._queue: queue.SimpleQueue[Snapshot | None] = queue.SimpleQueue()
@@ -48,13 +44,13 @@ class Subscription:
         self._queue.put(None)
 
 
-class TaskEvents:
+class LocalTaskEvents:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._subscribers: dict[str, set[QueueSubscription]] = defaultdict(set)
 
-    def subscribe(self, task_id: str) -> Subscription:
-        subscription = Subscription(task_id)
+    def subscribe(self, task_id: str) -> QueueSubscription:
+        subscription = QueueSubscription(task_id)
         with self._lock:
             self._subscribers[task_id].add(subscription)
         return subscription
@@ -62,7 +58,7 @@ class TaskEvents:
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             subscribers = self._subscribers.get(subscription.task_id)
-            if subscribers is not None:
+            if subscribers is not None and isinstance(subscription, QueueSubscription):
                 subscribers.discard(subscription)
                 if not subscribers:
                     del self._subscribers[subscription.task_id]
