@@ -20,8 +20,10 @@ from ocr_server.backends.tasks import RoomLimits
 from ocr_server.capabilities import Capabilities
 from ocr_server.documents import DocumentLimits
 from ocr_server.engines.profiles import BUILTIN_PROFILES
+from ocr_server.errors import DocumentTooLargeError, InvalidDocumentError
+from ocr_server.models import TaskState
 from ocr_server.tasks.manager import TaskManager
-from ocr_server.tasks.submission import Submission, SubmissionLimits
+from ocr_server.tasks.submission import Submission, SubmissionLimits, SubmitOptions
 from tests.harness import TOKENS
 from tests.test_faults import _damage
 from tests.test_lifecycle import blank
@@ -32,6 +34,7 @@ class InProcessServer:
     target: str
     data: Path
     manager: TaskManager
+    submission: Submission
 
     def client(self, tenant: str = "alice") -> OcrClient:
         return OcrClient(self.target, TOKENS[tenant])
@@ -55,7 +58,7 @@ def server(tmp_path: Path) -> Iterator[InProcessServer]:
     ocr_pb2_grpc.add_OcrServiceServicer_to_server(servicer, grpc_server)
     port = grpc_server.add_insecure_port("127.0.0.1:0")
     grpc_server.start()
-    yield InProcessServer(f"127.0.0.1:{port}", tmp_path / "store", manager)
+    yield InProcessServer(f"127.0.0.1:{port}", tmp_path / "store", manager, submission)
     grpc_server.stop(grace=0).wait()
     backend.close()
 
@@ -96,3 +99,33 @@ def test_an_unexpected_error_during_a_watch_is_internal(
             list(stream)
         assert info.value.code() == grpc.StatusCode.INTERNAL
         assert info.value.details() == "internal error; see the server log"
+
+
+def test_a_streamed_document_is_checked_as_it_arrives(server: InProcessServer) -> None:
+    """Chunks of a document go to the store as they come; a document past the size limit is
+    refused at the chunk that passes it (the rest is never read) and leaves nothing behind."""
+    document = blank(600, pages=3)
+    pieces = [document[i : i + 700] for i in range(0, len(document), 700)]
+    task = server.submission.submit_stream("alice", SubmitOptions(request_id="s1"), pieces)
+    assert task.document_type == "tiff" and task.page_numbers == [1, 2, 3]
+    record, _ = server.manager.find("alice", task.task_id)
+    assert record.state == TaskState.PENDING
+    same = server.submission.submit_stream("alice", SubmitOptions(request_id="s1"), iter(()))
+    assert same.task_id == task.task_id  # a retry is answered before any chunk is read
+
+    consumed = []
+
+    def endless() -> Iterator[bytes]:
+        yield document[:1000]
+        while True:
+            consumed.append(1)
+            yield b"\0" * 65536
+
+    with pytest.raises(DocumentTooLargeError, match="larger than this server's limit of 1 MiB"):
+        server.submission.submit_stream("alice", SubmitOptions(), endless())
+    assert len(consumed) == 16  # 1000 + 16 x 64 KiB passes 1 MiB: no chunk after that
+    assert sorted(p.name for p in (server.data / "documents").iterdir()) == [task.task_id]
+    with pytest.raises(InvalidDocumentError, match="empty"):
+        server.submission.submit_stream("alice", SubmitOptions(), iter(()))
+    for _ in range(99):  # the refused submissions gave their room back (queue of 100)
+        server.submission.submit("bob", blank(), SubmitOptions())

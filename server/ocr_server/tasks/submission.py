@@ -9,6 +9,7 @@ limit; nothing is left behind when a step fails.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID = 128
 MAX_FILENAME = 1024
+_HEAD_BYTES = 1024  # what type detection needs (a PDF header may follow some junk)
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,37 @@ class Submission:
         existing = self.check(tenant, options)
         if existing is not None:
             return existing
+        return self._submit(tenant, options, content, [content], content)
+
+    def submit_stream(
+        self, tenant: str, options: SubmitOptions, chunks: Iterable[bytes]
+    ) -> TaskRecord:
+        """`submit` for a document that arrives in chunks (a streaming upload): it is never
+        whole in memory, and one past the size limit is refused as soon as a chunk passes it
+        (DocumentTooLargeError). The type is detected from the first KiB."""
+        existing = self.check(tenant, options)
+        if existing is not None:
+            return existing
+        iterator = iter(chunks)
+        read: list[bytes] = []
+        while sum(map(len, read)) < _HEAD_BYTES and (chunk := next(iterator, None)) is not None:
+            read.append(chunk)
+        head = b"".join(read)[:_HEAD_BYTES]
+        return self._submit(tenant, options, head, itertools.chain(read, iterator), None)
+
+    def _submit(
+        self,
+        tenant: str,
+        options: SubmitOptions,
+        head: bytes,
+        chunks: Iterable[bytes],
+        whole: bytes | None,
+    ) -> TaskRecord:
         settings = self.resolve(options)
-        document_type = detect_type(content)
+        document_type = detect_type(head)
         reservation = self._backend.reserve(tenant)
         try:
-            return self._admit(reservation, [content], content, options, settings, document_type)
+            return self._admit(reservation, chunks, whole, options, settings, document_type)
         finally:
             self._backend.release(reservation)  # a no-op once admitted
 
