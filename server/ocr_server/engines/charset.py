@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ocr_server.engines.words import DecodedText
+
 log = logging.getLogger(__name__)
 
 # Unicode ranges (inclusive) an English page may contain: Latin letters with their accents
@@ -96,22 +98,57 @@ class MaskedCtcDecoder:
         return self._restricted[self.language]
 
     def __call__(self, pred: Sequence[Any], **kwargs: Any) -> Any:
+        kwargs["return_word_box"] = False  # PaddleX's word boxes: ours come from positions
         restriction = self._restriction()
-        if restriction is None:
-            return self._decoder(pred, **kwargs)
         probs = np.asarray(pred[0])
+        if restriction is None:
+            return _with_positions(self._decoder(pred, **kwargs), probs, kwargs)
         if probs.shape[-1] != len(self._characters):
             log.warning(
                 "recogniser output has %d classes but its dictionary %d: not restricted",
                 probs.shape[-1],
                 len(self._characters),
             )
-            return self._decoder(pred, **kwargs)
+            return _with_positions(self._decoder(pred, **kwargs), probs, kwargs)
         allowed = probs[..., restriction.columns]  # a copy: safe to change
         if restriction.space >= 0 and restriction.space_prior != 1.0:
             space = allowed[..., restriction.space]  # a view
             np.minimum(space * restriction.space_prior, 1.0, out=space)
-        return restriction.decoder([allowed, *pred[1:]], **kwargs)
+        decoded = restriction.decoder([allowed, *pred[1:]], **kwargs)
+        return _with_positions(decoded, allowed, kwargs)
+
+
+def _with_positions(decoded: Any, probs: npt.NDArray[Any], kwargs: dict[str, Any]) -> Any:
+    """The decoder's (texts, scores) with each text a DecodedText that knows at which frame
+    each character starts: the frames the CTC decoder kept (not blank, not a repeat of the
+    frame before), as it chose them. A text whose characters do not match those frames one
+    to one (a dictionary entry of several characters) stays a plain string."""
+    texts, scores = decoded
+    if probs.ndim != 3 or len(texts) != probs.shape[0]:
+        return decoded
+    best = probs.argmax(axis=-1)
+    best_probability = probs.max(axis=-1)
+    ratios = kwargs.get("wh_ratio_list") or []
+    widest = float(kwargs.get("max_wh_ratio") or 0.0)
+    positioned = []
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            positioned.append(text)
+            continue
+        row = best[index]
+        kept = row != 0
+        kept[1:] &= row[1:] != row[:-1]
+        columns = np.flatnonzero(kept)
+        frames = float(row.shape[0])
+        if index < len(ratios) and widest > 0:
+            frames *= float(ratios[index]) / widest  # the rest is padding
+        if len(columns) != len(text):
+            positioned.append(text)
+            continue
+        positioned.append(
+            DecodedText(text, columns.tolist(), frames, best_probability[index, columns].tolist())
+        )
+    return positioned, scores
 
 
 @dataclass(frozen=True)

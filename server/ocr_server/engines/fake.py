@@ -18,7 +18,7 @@ import signal
 import time
 from pathlib import Path
 
-from ocr_server.engines.base import Image, RecognizedLine
+from ocr_server.engines.base import Image, Polygon, RecognizedLine, RecognizedWord
 
 
 class FakeEngine:
@@ -44,8 +44,8 @@ class FakeEngine:
             os.kill(os.getpid(), signal.SIGKILL)
         elif name == "error":
             raise RuntimeError("fake engine error")
-        box = ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height)))
-        return [RecognizedLine(text=f"fake page {width}x{height}", confidence=1.0, polygon=box)]
+        text = f"fake page {width}x{height}"
+        return [RecognizedLine(text, 1.0, _box(0, width, height), _even_words(text, width, height))]
 
     def _announce(self, width: int) -> None:
         marker = self._state_dir / f"fake-running-{width}"
@@ -59,3 +59,18 @@ class FakeEngine:
             return False
         marker.touch()
         return True
+
+
+def _box(left: float, right: float, height: int) -> Polygon:
+    return ((left, 0.0), (right, 0.0), (right, float(height)), (left, float(height)))
+
+
+def _even_words(text: str, width: int, height: int) -> tuple[RecognizedWord, ...]:
+    """Words spread evenly over the page's width (a real engine locates them)."""
+    step = width / max(len(text), 1)
+    words, start = [], 0
+    for word in text.split(" "):
+        box = _box(start * step, (start + len(word)) * step, height)
+        words.append(RecognizedWord(word, 1.0, box))
+        start += len(word) + 1
+    return tuple(words)

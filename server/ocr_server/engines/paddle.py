@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ocr_server.engines.base import Image, RecognizedLine
+from ocr_server.engines.base import Image, Polygon, RecognizedLine, RecognizedWord
 from ocr_server.engines.charset import MaskedCtcDecoder, strip_disallowed
 from ocr_server.engines.profiles import Profile
+from ocr_server.engines.words import locate_words
 
 # A small image (a cropped line or word, short side below SMALL_IMAGE pixels) gets a white
 # margin of twice its short side, at least PAD_MIN, before detection: the detector misses text
@@ -92,12 +93,33 @@ class PaddleOcrEngine:
                     text = strip_disallowed(text, language)
                 if not text.strip():
                     continue
-                polygon = tuple(
-                    (min(max(float(x) - pad, 0.0), width), min(max(float(y) - pad, 0.0), height))
-                    for x, y in poly
+                # Words follow the crop's own polygon (in padded coordinates), then every
+                # point is moved back onto the page.
+                words = tuple(
+                    RecognizedWord(w.text, w.confidence, _unpad(w.polygon, pad, width, height))
+                    for w in locate_words(text, _polygon(poly), float(score))
                 )
-                lines.append(RecognizedLine(text=text, confidence=float(score), polygon=polygon))
+                lines.append(
+                    RecognizedLine(
+                        text=str(text),
+                        confidence=float(score),
+                        polygon=_unpad(_polygon(poly), pad, width, height),
+                        words=words,
+                    )
+                )
         return lines
+
+
+def _polygon(points: Any) -> Polygon:
+    return tuple((float(x), float(y)) for x, y in points)
+
+
+def _unpad(polygon: Polygon, pad: int, width: int, height: int) -> Polygon:
+    """From the padded image back onto the page, clamped to it."""
+    return tuple(
+        (min(max(x - pad, 0.0), float(width)), min(max(y - pad, 0.0), float(height)))
+        for x, y in polygon
+    )
 
 
 def _mask_decoder(pipeline: Any) -> MaskedCtcDecoder | None:
