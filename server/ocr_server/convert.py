@@ -8,6 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
 
 from ocr.v1 import ocr_pb2
+from ocr_server.engines.base import Polygon
 from ocr_server.models import PageResult, Settings, TaskRecord
 
 PAGE_SEPARATOR = "\f"
@@ -58,11 +59,21 @@ def page_to_proto(page: PageResult) -> ocr_pb2.Page:
             ocr_pb2.Line(
                 text=line.text,
                 confidence=line.confidence,
-                polygon=[ocr_pb2.Point(x=x, y=y) for x, y in line.polygon],
+                polygon=_points(line.polygon),
+                words=[
+                    ocr_pb2.Word(text=w.text, confidence=w.confidence, polygon=_points(w.polygon))
+                    for w in line.words
+                ],
             )
             for line in page.lines
         ],
+        x_dpi=page.x_dpi,
+        y_dpi=page.y_dpi,
     )
+
+
+def _points(polygon: Polygon) -> list[ocr_pb2.Point]:
+    return [ocr_pb2.Point(x=x, y=y) for x, y in polygon]
 
 
 def build_result(pages: Iterable[PageResult]) -> bytes:

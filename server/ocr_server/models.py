@@ -95,6 +95,9 @@ class PageResult:
     height: int
     text: str
     lines: tuple[RecognizedLine, ...]
+    # The page image's resolution, pixels per inch across and down (0: not known).
+    x_dpi: float = 0.0
+    y_dpi: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))

@@ -58,6 +58,40 @@ TASK_STATE_CANCELLED: TaskState.ValueType  # 5
 """Final: cancelled by the client (or by the server at shutdown, with a reason in error)."""
 Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
 
+class _ResultFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResultFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResultFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESULT_FORMAT_UNSPECIFIED: _ResultFormat.ValueType  # 0
+    RESULT_FORMAT_TEXT: _ResultFormat.ValueType  # 1
+    """UTF-8 text in reading order, pages separated by a form feed (text/plain)."""
+    RESULT_FORMAT_JSON: _ResultFormat.ValueType  # 2
+    """The OcrResult in the protobuf JSON mapping (application/json)."""
+    RESULT_FORMAT_HOCR: _ResultFormat.ValueType  # 3
+    """hOCR 1.2 XHTML: pages, lines and words with bbox and x_wconf (application/xhtml+xml)."""
+    RESULT_FORMAT_ALTO: _ResultFormat.ValueType  # 4
+    """ALTO v4 XML in pixel units (application/xml)."""
+    RESULT_FORMAT_PDF: _ResultFormat.ValueType  # 5
+    """Searchable PDF: the document's pages with an invisible text layer (application/pdf)."""
+
+class ResultFormat(_ResultFormat, metaclass=_ResultFormatEnumTypeWrapper):
+    """ResultFormat is a file format ExportResult can produce."""
+
+RESULT_FORMAT_UNSPECIFIED: ResultFormat.ValueType  # 0
+RESULT_FORMAT_TEXT: ResultFormat.ValueType  # 1
+"""UTF-8 text in reading order, pages separated by a form feed (text/plain)."""
+RESULT_FORMAT_JSON: ResultFormat.ValueType  # 2
+"""The OcrResult in the protobuf JSON mapping (application/json)."""
+RESULT_FORMAT_HOCR: ResultFormat.ValueType  # 3
+"""hOCR 1.2 XHTML: pages, lines and words with bbox and x_wconf (application/xhtml+xml)."""
+RESULT_FORMAT_ALTO: ResultFormat.ValueType  # 4
+"""ALTO v4 XML in pixel units (application/xml)."""
+RESULT_FORMAT_PDF: ResultFormat.ValueType  # 5
+"""Searchable PDF: the document's pages with an invisible text layer (application/pdf)."""
+Global___ResultFormat: _TypeAlias = ResultFormat  # noqa: Y015
+
 @_typing.final
 class RecognitionSettings(_message.Message):
     """RecognitionSettings tune one recognition. Every field is optional: zero values mean the
@@ -79,7 +113,10 @@ class RecognitionSettings(_message.Message):
     pages: _builtins.str
     """Pages to recognise in a PDF or multi-page TIFF, 1-based: "1-3,7,10-". Empty means all."""
     dpi: _builtins.int
-    """Resolution for rasterising PDF pages, 72 to 600; 0 means 200."""
+    """Resolution, 72 to 600. For a PDF: the resolution its pages are rasterised at (0 means
+    200). For an image: its resolution, which sets the page size of the searchable PDF (0
+    means the file's own, or 200 when the file has none); the image is recognised as it is.
+    """
     def __init__(
         self,
         *,
@@ -198,8 +235,8 @@ class Point(_message.Message):
 Global___Point: _TypeAlias = Point  # noqa: Y015
 
 @_typing.final
-class Line(_message.Message):
-    """Line is one recognised text line."""
+class Word(_message.Message):
+    """Word is one word of a line (the text between spaces), located by the recogniser."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -208,10 +245,12 @@ class Line(_message.Message):
     POLYGON_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     confidence: _builtins.float
-    """Recogniser confidence, 0 to 1."""
+    """Mean of the recogniser's character probabilities, 0 to 1."""
     @_builtins.property
     def polygon(self) -> _containers.RepeatedCompositeFieldContainer[Global___Point]:
-        """The line's outline in page pixels, clockwise from the top-left corner."""
+        """The word's outline in page pixels, clockwise from the top-left corner; it follows the
+        line's slant.
+        """
 
     def __init__(
         self,
@@ -223,6 +262,43 @@ class Line(_message.Message):
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "polygon", b"polygon", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Word: _TypeAlias = Word  # noqa: Y015
+
+@_typing.final
+class Line(_message.Message):
+    """Line is one recognised text line."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    POLYGON_FIELD_NUMBER: _builtins.int
+    WORDS_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    confidence: _builtins.float
+    """Recogniser confidence, 0 to 1."""
+    @_builtins.property
+    def polygon(self) -> _containers.RepeatedCompositeFieldContainer[Global___Point]:
+        """The line's outline in page pixels, clockwise from the top-left corner."""
+
+    @_builtins.property
+    def words(self) -> _containers.RepeatedCompositeFieldContainer[Global___Word]:
+        """The line's words in reading order; empty when the engine cannot locate words."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        confidence: _builtins.float = ...,
+        polygon: _abc.Iterable[Global___Point] | None = ...,
+        words: _abc.Iterable[Global___Word] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "polygon", b"polygon", "text", b"text", "words", b"words"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -239,6 +315,8 @@ class Page(_message.Message):
     HEIGHT_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
+    X_DPI_FIELD_NUMBER: _builtins.int
+    Y_DPI_FIELD_NUMBER: _builtins.int
     page_number: _builtins.int
     """1-based number of the page in the document."""
     width: _builtins.int
@@ -246,6 +324,11 @@ class Page(_message.Message):
     height: _builtins.int
     text: _builtins.str
     """The page's lines joined in reading order."""
+    x_dpi: _builtins.float
+    """Resolution of the page image in pixels per inch, across and down (the PDF's dpi, or the
+    image's): the page is width / x_dpi inches wide.
+    """
+    y_dpi: _builtins.float
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___Line]: ...
     def __init__(
@@ -256,10 +339,12 @@ class Page(_message.Message):
         height: _builtins.int = ...,
         text: _builtins.str = ...,
         lines: _abc.Iterable[Global___Line] | None = ...,
+        x_dpi: _builtins.float = ...,
+        y_dpi: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "lines", b"lines", "page_number", b"page_number", "text", b"text", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "lines", b"lines", "page_number", b"page_number", "text", b"text", "width", b"width", "x_dpi", b"x_dpi", "y_dpi", b"y_dpi"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -506,6 +591,96 @@ class WatchTaskResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchTaskResponse: _TypeAlias = WatchTaskResponse  # noqa: Y015
+
+@_typing.final
+class ExportResultRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    format: Global___ResultFormat.ValueType
+    """Required."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        format: Global___ResultFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportResultRequest: _TypeAlias = ExportResultRequest  # noqa: Y015
+
+@_typing.final
+class ExportedFile(_message.Message):
+    """ExportedFile describes the file that the chunks after it carry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORMAT_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    format: Global___ResultFormat.ValueType
+    media_type: _builtins.str
+    """e.g. "application/pdf"."""
+    size_bytes: _builtins.int
+    """Total bytes of the chunks that follow."""
+    sha256: _builtins.str
+    """SHA-256 of the whole file, 64 lowercase hex digits."""
+    filename: _builtins.str
+    """A file name to save it under: the submitted file name (or the task id) with the
+    format's extension.
+    """
+    def __init__(
+        self,
+        *,
+        format: Global___ResultFormat.ValueType = ...,
+        media_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        filename: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "format", b"format", "media_type", b"media_type", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportedFile: _TypeAlias = ExportedFile  # noqa: Y015
+
+@_typing.final
+class ExportResultResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next bytes of the file (every message after the first)."""
+    @_builtins.property
+    def file(self) -> Global___ExportedFile:
+        """The first message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        file: Global___ExportedFile | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "file", b"file", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "file", b"file", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["file", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ExportResultResponse: _TypeAlias = ExportResultResponse  # noqa: Y015
 
 @_typing.final
 class GetCapabilitiesRequest(_message.Message):

@@ -62,6 +62,11 @@ class OcrServiceStub:
                 request_serializer=ocr_dot_v1_dot_ocr__pb2.WatchTaskRequest.SerializeToString,
                 response_deserializer=ocr_dot_v1_dot_ocr__pb2.WatchTaskResponse.FromString,
                 _registered_method=True)
+        self.ExportResult = channel.unary_stream(
+                '/ocr.v1.OcrService/ExportResult',
+                request_serializer=ocr_dot_v1_dot_ocr__pb2.ExportResultRequest.SerializeToString,
+                response_deserializer=ocr_dot_v1_dot_ocr__pb2.ExportResultResponse.FromString,
+                _registered_method=True)
         self.GetCapabilities = channel.unary_unary(
                 '/ocr.v1.OcrService/GetCapabilities',
                 request_serializer=ocr_dot_v1_dot_ocr__pb2.GetCapabilitiesRequest.SerializeToString,
@@ -116,6 +121,16 @@ class OcrServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportResult(self, request, context):
+        """ExportResult streams a COMPLETED task's result as a file (text, JSON, hOCR, ALTO or a
+        searchable PDF): first an ExportedFile header with the size and SHA-256, then the bytes
+        in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
+        expired or another tenant's task); FAILED_PRECONDITION while the task is not COMPLETED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCapabilities(self, request, context):
         """GetCapabilities lists what this server can do: languages, profiles and limits.
         """
@@ -150,6 +165,11 @@ def add_OcrServiceServicer_to_server(servicer, server):
                     servicer.WatchTask,
                     request_deserializer=ocr_dot_v1_dot_ocr__pb2.WatchTaskRequest.FromString,
                     response_serializer=ocr_dot_v1_dot_ocr__pb2.WatchTaskResponse.SerializeToString,
+            ),
+            'ExportResult': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportResult,
+                    request_deserializer=ocr_dot_v1_dot_ocr__pb2.ExportResultRequest.FromString,
+                    response_serializer=ocr_dot_v1_dot_ocr__pb2.ExportResultResponse.SerializeToString,
             ),
             'GetCapabilities': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCapabilities,
@@ -295,6 +315,33 @@ class OcrService:
             '/ocr.v1.OcrService/WatchTask',
             ocr_dot_v1_dot_ocr__pb2.WatchTaskRequest.SerializeToString,
             ocr_dot_v1_dot_ocr__pb2.WatchTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ocr.v1.OcrService/ExportResult',
+            ocr_dot_v1_dot_ocr__pb2.ExportResultRequest.SerializeToString,
+            ocr_dot_v1_dot_ocr__pb2.ExportResultResponse.FromString,
             options,
             channel_credentials,
             insecure,

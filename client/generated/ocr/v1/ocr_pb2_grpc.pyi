@@ -59,6 +59,12 @@ class OcrServiceStub:
     position), and a repeat at least every 15 s while nothing changes. The stream ends after
     the task reaches a final state (COMPLETED, FAILED or CANCELLED).
     """
+    ExportResult: _grpc.UnaryStreamMultiCallable[_ocr_pb2.ExportResultRequest, _ocr_pb2.ExportResultResponse]
+    """ExportResult streams a COMPLETED task's result as a file (text, JSON, hOCR, ALTO or a
+    searchable PDF): first an ExportedFile header with the size and SHA-256, then the bytes
+    in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
+    expired or another tenant's task); FAILED_PRECONDITION while the task is not COMPLETED.
+    """
     GetCapabilities: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.GetCapabilitiesRequest, _ocr_pb2.GetCapabilitiesResponse]
     """GetCapabilities lists what this server can do: languages, profiles and limits."""
 
@@ -89,6 +95,12 @@ class OcrServiceAsyncStub(OcrServiceStub):
     """WatchTask sends the task at once, then on every change (state, pages done, queue
     position), and a repeat at least every 15 s while nothing changes. The stream ends after
     the task reaches a final state (COMPLETED, FAILED or CANCELLED).
+    """
+    ExportResult: _aio.UnaryStreamMultiCallable[_ocr_pb2.ExportResultRequest, _ocr_pb2.ExportResultResponse]  # type: ignore[assignment]
+    """ExportResult streams a COMPLETED task's result as a file (text, JSON, hOCR, ALTO or a
+    searchable PDF): first an ExportedFile header with the size and SHA-256, then the bytes
+    in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
+    expired or another tenant's task); FAILED_PRECONDITION while the task is not COMPLETED.
     """
     GetCapabilities: _aio.UnaryUnaryMultiCallable[_ocr_pb2.GetCapabilitiesRequest, _ocr_pb2.GetCapabilitiesResponse]  # type: ignore[assignment]
     """GetCapabilities lists what this server can do: languages, profiles and limits."""
@@ -147,6 +159,18 @@ class OcrServiceServicer(metaclass=_abc_1.ABCMeta):
         """WatchTask sends the task at once, then on every change (state, pages done, queue
         position), and a repeat at least every 15 s while nothing changes. The stream ends after
         the task reaches a final state (COMPLETED, FAILED or CANCELLED).
+        """
+
+    @_abc_1.abstractmethod
+    def ExportResult(
+        self,
+        request: _ocr_pb2.ExportResultRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ocr_pb2.ExportResultResponse], _abc.AsyncIterator[_ocr_pb2.ExportResultResponse]]:
+        """ExportResult streams a COMPLETED task's result as a file (text, JSON, hOCR, ALTO or a
+        searchable PDF): first an ExportedFile header with the size and SHA-256, then the bytes
+        in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
+        expired or another tenant's task); FAILED_PRECONDITION while the task is not COMPLETED.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,65 @@
+"""The searchable PDF: the document's own pages with an invisible text layer grafted on.
+
+For a PDF, the original file is opened with pikepdf (qpdf) and every page is kept as it is:
+vector text, images, page boxes, rotation, annotations, outlines. Only a form XObject holding
+the recognised words is added to each recognised page, drawn first (under the page's own
+content), as OCRmyPDF grafts its text layer. For an image, the pages are made by img2pdf
+(images.py). Pages that `settings.pages` left out are kept, without text.
+
+Recognised coordinates are pixels of the page image as the worker saw it: for a PDF, the
+page's MediaBox as poppler rasterises it, turned by /Rotate; for an image, the whole image,
+upright. PageTransform maps them onto each page whatever its box, rotation or resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pikepdf
+
+from ocr.v1 import ocr_pb2
+from ocr_server.outputs.layout import words_of
+from ocr_server.outputs.pdf.font import add_font
+from ocr_server.outputs.pdf.images import Resolution, image_pdf
+from ocr_server.outputs.pdf.textlayer import FONT_RESOURCE, PageTransform, text_layer
+from ocr_server.outputs.source import Source
+
+MEDIA_TYPE = "application/pdf"
+
+
+def render(result: ocr_pb2.OcrResult, source: Source, output: Path, resolution: Resolution) -> None:
+    """Write the searchable PDF of `source.document` to `output`. `resolution(n)` gives an
+    image document's page n resolution (x, y dpi); PDFs keep their own page sizes."""
+    if source.document is None:
+        raise ValueError("the searchable PDF needs the original document")
+    if source.document_type == "pdf":
+        pdf = pikepdf.open(source.document)
+    else:
+        pdf = image_pdf(source.document, resolution)
+    with pdf:
+        font = add_font(pdf)
+        for page in result.pages:
+            if 1 <= page.page_number <= len(pdf.pages):
+                _graft(pdf, pdf.pages[page.page_number - 1], page, font)
+        pdf.docinfo[pikepdf.Name.Producer] = f"{source.engine} with pikepdf"
+        pdf.save(
+            output, compress_streams=True, object_stream_mode=pikepdf.ObjectStreamMode.generate
+        )
+
+
+def _graft(
+    pdf: pikepdf.Pdf, target: pikepdf.Page, page: ocr_pb2.Page, font: pikepdf.Object
+) -> None:
+    if not page.lines or not page.width or not page.height:
+        return
+    rotate = int(target.obj.get(pikepdf.Name.Rotate, 0))
+    box = [float(v) for v in target.mediabox]
+    transform = PageTransform.for_page(box, rotate, page.width, page.height)
+    content = text_layer((words_of(line) for line in page.lines), transform)
+    layer = pdf.make_stream(content)
+    layer.Type = pikepdf.Name.XObject
+    layer.Subtype = pikepdf.Name.Form
+    layer.BBox = box
+    layer.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary({str(FONT_RESOURCE): font}))
+    name = target.add_resource(layer, pikepdf.Name.XObject, prefix="OCR")
+    target.contents_add(pdf.make_stream(b"q " + name.unparse() + b" Do Q"), prepend=True)
