@@ -34,6 +34,9 @@ PIL_FORMATS = {
     "webp": "WEBP",
 }
 MIN_DPI, MAX_DPI, DEFAULT_DPI = 72, 600, 200
+# A PDF page is rasterised whole (its MediaBox, as pdftoppm does by default), not just the
+# CropBox a viewer shows; the searchable PDF maps recognised pixels back onto the same box.
+RASTERISE_CROPBOX = False
 PDF_POINTS_PER_INCH = 72.0
 
 # PIL's own bomb check raises on open with a message that names no dimensions; ours
@@ -209,6 +212,41 @@ def load_page(
         return _to_rgb_array(ImageOps.exif_transpose(image) or image)
 
 
+# A resolution an image file states outside this range (a 1-dpi placeholder, a corrupt
+# header) is not believed: the page is sized at DEFAULT_DPI instead.
+FILE_DPI_RANGE = (50.0, 2400.0)
+_QUARTER_TURN_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+def page_resolution(
+    path: Path, document_type: str, page_number: int, dpi: int
+) -> tuple[float, float]:
+    """A page's resolution across and down, as the worker's upright image has it: a PDF's
+    rasterising dpi; for an image, the request's dpi, else the file's own, else DEFAULT_DPI
+    (the searchable PDF sizes the page by it)."""
+    if document_type == "pdf" or dpi:
+        resolution = float(dpi or DEFAULT_DPI)
+        return resolution, resolution
+    try:
+        with _open_image(path, document_type) as image:
+            if page_number > 1:
+                image.seek(page_number - 1)
+            stated = image.info.get("dpi")
+            orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # the page decoded for recognition: a header quirk here only loses dpi
+        return float(DEFAULT_DPI), float(DEFAULT_DPI)
+    low, high = FILE_DPI_RANGE
+    try:
+        x_dpi, y_dpi = (float(v) for v in stated or ())
+    except (TypeError, ValueError):
+        return float(DEFAULT_DPI), float(DEFAULT_DPI)
+    if not (low <= x_dpi <= high and low <= y_dpi <= high):
+        return float(DEFAULT_DPI), float(DEFAULT_DPI)
+    if orientation in _QUARTER_TURN_ORIENTATIONS:
+        return y_dpi, x_dpi
+    return x_dpi, y_dpi
+
+
 def _rasterise_pdf_page(
     path: Path, page_number: int, dpi: int, limits: DocumentLimits
 ) -> PageImage:
@@ -219,7 +257,12 @@ def _rasterise_pdf_page(
         _check_pixels(_pixels_at(size, dpi), limits, f"PDF page {page_number} at {dpi} dpi")
     with _decoder_errors(f"page {page_number} of the PDF cannot be rendered"):
         images = convert_from_path(
-            str(path), dpi=dpi, first_page=page_number, last_page=page_number, timeout=120
+            str(path),
+            dpi=dpi,
+            first_page=page_number,
+            last_page=page_number,
+            timeout=120,
+            use_cropbox=RASTERISE_CROPBOX,
         )
         if not images:
             raise InvalidDocumentError(f"page {page_number} of the PDF rendered to nothing")

@@ -23,6 +23,10 @@ from ocr_server.engines.base import Polygon, RecognizedWord
 LEAD_FRAMES = 1.0
 TRAIL_FRAMES = 1.3
 
+# Two words are at least this many frames apart: a space was read between them, and text
+# extraction (poppler) finds word breaks by such gaps.
+MIN_GAP_FRAMES = 0.8
+
 # PaddleX crops a line upright by a quarter turn when it is this much taller than wide.
 VERTICAL_ASPECT = 1.5
 
@@ -71,9 +75,11 @@ def locate_words(text: str, polygon: Polygon, confidence: float) -> tuple[Recogn
         ]
         for start, end in characters
     ]
+    gap = MIN_GAP_FRAMES / text.frames
     for previous, following in itertools.pairwise(extents):
-        if previous[1] > following[0]:  # estimates may overlap by a frame: meet half-way
-            previous[1] = following[0] = (previous[1] + following[0]) / 2
+        if previous[1] + gap > following[0]:  # estimates may overlap by a frame
+            middle = (previous[1] + following[0]) / 2
+            previous[1], following[0] = middle - gap / 2, middle + gap / 2
     line = _LineFrame(polygon)
     words = []
     for (first, last), (left, right) in zip(characters, extents, strict=True):

@@ -13,11 +13,13 @@ upright. PageTransform maps them onto each page whatever its box, rotation or re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pikepdf
 
 from ocr.v1 import ocr_pb2
+from ocr_server.documents import RASTERISE_CROPBOX
 from ocr_server.outputs.layout import words_of
 from ocr_server.outputs.pdf.font import add_font
 from ocr_server.outputs.pdf.images import Resolution, image_pdf
@@ -27,15 +29,22 @@ from ocr_server.outputs.source import Source
 MEDIA_TYPE = "application/pdf"
 
 
-def render(result: ocr_pb2.OcrResult, source: Source, output: Path, resolution: Resolution) -> None:
-    """Write the searchable PDF of `source.document` to `output`. `resolution(n)` gives an
-    image document's page n resolution (x, y dpi); PDFs keep their own page sizes."""
+def render(
+    result: ocr_pb2.OcrResult,
+    source: Source,
+    output: Path,
+    unrecognised: Callable[[int], tuple[float, float]],
+) -> None:
+    """Write the searchable PDF of `source.document` to `output`. An image page is sized by
+    its resolution: a recognised page's own (x_dpi, y_dpi), `unrecognised(n)` for the pages
+    that `settings.pages` left out. PDFs keep their own page sizes."""
     if source.document is None:
         raise ValueError("the searchable PDF needs the original document")
     if source.document_type == "pdf":
         pdf = pikepdf.open(source.document)
     else:
-        pdf = image_pdf(source.document, resolution)
+        shown = {page.page_number: (page.width, page.height) for page in result.pages}
+        pdf = image_pdf(source.document, _resolution(result, unrecognised), shown)
     with pdf:
         font = add_font(pdf)
         for page in result.pages:
@@ -47,13 +56,29 @@ def render(result: ocr_pb2.OcrResult, source: Source, output: Path, resolution: 
         )
 
 
+def _resolution(
+    result: ocr_pb2.OcrResult, unrecognised: Callable[[int], tuple[float, float]]
+) -> Resolution:
+    pages = {page.page_number: page for page in result.pages}
+
+    def resolution(number: int, width_px: int, height_px: int) -> tuple[float, float]:
+        page = pages.get(number)
+        if page is None or not page.x_dpi or not page.y_dpi:
+            return unrecognised(number)
+        if (width_px, height_px) == (page.height, page.width) != (page.width, page.height):
+            return page.y_dpi, page.x_dpi  # img2pdf sees the image before its EXIF turn
+        return page.x_dpi, page.y_dpi
+
+    return resolution
+
+
 def _graft(
     pdf: pikepdf.Pdf, target: pikepdf.Page, page: ocr_pb2.Page, font: pikepdf.Object
 ) -> None:
     if not page.lines or not page.width or not page.height:
         return
     rotate = int(target.obj.get(pikepdf.Name.Rotate, 0))
-    box = [float(v) for v in target.mediabox]
+    box = [float(v) for v in (target.cropbox if RASTERISE_CROPBOX else target.mediabox)]
     transform = PageTransform.for_page(box, rotate, page.width, page.height)
     content = text_layer((words_of(line) for line in page.lines), transform)
     layer = pdf.make_stream(content)

@@ -23,7 +23,19 @@ FONT_RESOURCE = pikepdf.Name("/OCR")
 _DESCENT_SHARE = -DESCENT / UNITS_PER_EM  # of the glyph box's height below the baseline
 _WIDTH_PER_CHAR = ADVANCE / UNITS_PER_EM  # in em
 _INVISIBLE = 3
+# Operators built once: making a pikepdf object per instruction is most of the layer's cost.
+_TR, _BT, _ET, _TF, _TZ, _TJ, _TM = (
+    pikepdf.Operator(name) for name in ("Tr", "BT", "ET", "Tf", "Tz", "Tj", "Tm")
+)
+_SPACE = encode(" ")
 _MIN_SIZE = 0.5  # points: smaller boxes are degenerate
+# Text extraction (poppler) breaks words at gaps wider than a tenth of the font size, whatever
+# space characters say; words closer than this to the next are drawn narrower.
+_MIN_GAP_SHARE = 0.15
+# Glyphs at least this share of the font size apart: poppler drops a character that repeats
+# within 0.2 of the font size as a duplicate (fake bold), so a word squeezed narrower than
+# this (a very tall box) gets a smaller font size, centred in its box, instead.
+_MIN_PITCH_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -66,21 +78,44 @@ Instruction = tuple[list[object], pikepdf.Operator]
 
 def text_layer(lines: Iterable[Sequence[PlacedWord]], transform: PageTransform) -> bytes:
     """The content stream that draws every line's words invisibly, in reading order."""
-    operators: list[Instruction] = [([_INVISIBLE], pikepdf.Operator("Tr"))]
+    operators: list[Instruction] = [([_INVISIBLE], _TR)]
     for words in lines:
         placed = [p for p in (_Placed.of(word, transform) for word in words) if p is not None]
-        if not placed:
-            continue
-        operators.append(([], pikepdf.Operator("BT")))
-        for index, word in enumerate(placed):
-            word.draw(operators, word.text_codes, word.width)
-            if index + 1 < len(placed):
-                gap_start = word.end
-                gap = _along(word, placed[index + 1].origin_bottom) - word.width
-                spacer = _Placed(word.ux, word.uy, word.vx, word.vy, word.size, gap_start)
-                spacer.draw(operators, encode(" "), max(gap, word.size * 0.05))
-        operators.append(([], pikepdf.Operator("ET")))
+        if placed:
+            operators.append(([], _BT))
+            _line(operators, placed)
+            operators.append(([], _ET))
     return pikepdf.unparse_content_stream(operators)  # type: ignore[arg-type]
+
+
+def _line(operators: list[Instruction], placed: list[_Placed]) -> None:
+    """Draw a line's words. After a word (stretched by Tz) the text position is at its end,
+    and after the space (stretched across the gap) at the next word: a word on the same
+    baseline at the same size needs no new text matrix, which halves the operators."""
+    size: float | None = None
+    cursor: _Placed | None = None  # the frame the text position follows, None: none set
+    for index, word in enumerate(placed):
+        if size is None or abs(word.size - size) > 0.02 * size:
+            size = word.size
+            operators.append(([FONT_RESOURCE, _round(size)], _TF))
+            cursor = None
+        if cursor is None or not cursor.continues_to(word):
+            word.set_matrix(operators, size)
+        following = _along(word, placed[index + 1].origin_bottom) if index + 1 < len(placed) else 0
+        if index + 1 == len(placed):
+            _show(operators, word.text_codes, word.width, size)
+            continue
+        width = min(word.width, max(following - _MIN_GAP_SHARE * size, word.width / 2))
+        _show(operators, word.text_codes, width, size)
+        _show(operators, _SPACE, max(following - width, size * 0.05), size)
+        cursor = word
+
+
+def _show(operators: list[Instruction], codes: bytes, width: float, size: float) -> None:
+    """Draw `codes` from the text position, stretched to `width`."""
+    natural = len(codes) // 2 * _WIDTH_PER_CHAR * size
+    operators.append(([_round(100 * width / natural)], _TZ))
+    operators.append(([codes], _TJ))  # bytes become a PDF string
 
 
 @dataclass
@@ -104,44 +139,32 @@ class _Placed:
         height = (math.dist(bottom_left, top_left) + math.dist(bottom_right, top_right)) / 2
         if width < _MIN_SIZE or height < _MIN_SIZE or not word.text.strip():
             return None
-        ux, uy = (
-            (bottom_right[0] - bottom_left[0]) / width,
-            (bottom_right[1] - bottom_left[1]) / width,
-        )
+        ux = (bottom_right[0] - bottom_left[0]) / width
+        uy = (bottom_right[1] - bottom_left[1]) / width
         up_x = (top_left[0] - bottom_left[0] + top_right[0] - bottom_right[0]) / 2
         up_y = (top_left[1] - bottom_left[1] + top_right[1] - bottom_right[1]) / 2
         up = math.hypot(up_x, up_y)
-        return cls(ux, uy, up_x / up, up_y / up, height, bottom_left, width, encode(word.text))
+        vx, vy = up_x / up, up_y / up
+        codes = encode(word.text)
+        size = min(height, width / (len(codes) // 2) / _MIN_PITCH_SHARE)
+        lift = (height - size) / 2
+        origin = (bottom_left[0] + vx * lift, bottom_left[1] + vy * lift)
+        return cls(ux, uy, vx, vy, size, origin, width, codes)
 
-    @property
-    def end(self) -> Point:
-        return (
-            self.origin_bottom[0] + self.ux * self.width,
-            self.origin_bottom[1] + self.uy * self.width,
-        )
+    def continues_to(self, other: _Placed) -> bool:
+        """Whether `other` lies on this word's baseline, turned the same way."""
+        same_turn = abs(self.ux - other.ux) + abs(self.uy - other.uy) < 1e-3
+        dx = other.origin_bottom[0] - self.origin_bottom[0]
+        dy = other.origin_bottom[1] - self.origin_bottom[1]
+        off_line = abs(-dx * self.uy + dy * self.ux)  # distance from the baseline
+        return same_turn and off_line < 0.02 * self.size
 
-    def draw(self, operators: list[Instruction], codes: bytes, width: float) -> None:
-        """Set the text matrix at the box's baseline and stretch `codes` to `width`."""
-        characters = len(codes) // 2
-        natural = characters * _WIDTH_PER_CHAR * self.size
-        x = self.origin_bottom[0] + self.vx * self.size * _DESCENT_SHARE
-        y = self.origin_bottom[1] + self.vy * self.size * _DESCENT_SHARE
-        operators.append(([FONT_RESOURCE, _round(self.size)], pikepdf.Operator("Tf")))
-        operators.append(([_round(100 * width / natural)], pikepdf.Operator("Tz")))
-        operators.append(
-            (
-                [
-                    _unit(self.ux),
-                    _unit(self.uy),
-                    _unit(self.vx),
-                    _unit(self.vy),
-                    _round(x),
-                    _round(y),
-                ],
-                pikepdf.Operator("Tm"),
-            )
-        )
-        operators.append(([pikepdf.String(codes)], pikepdf.Operator("Tj")))
+    def set_matrix(self, operators: list[Instruction], size: float) -> None:
+        """Put the text position at this word's baseline start, glyph boxes filling its box."""
+        x = self.origin_bottom[0] + self.vx * size * _DESCENT_SHARE
+        y = self.origin_bottom[1] + self.vy * size * _DESCENT_SHARE
+        matrix = [_unit(self.ux), _unit(self.uy), _unit(self.vx), _unit(self.vy)]
+        operators.append(([*matrix, _round(x), _round(y)], _TM))
 
 
 def _along(word: _Placed, point: Point) -> float:
