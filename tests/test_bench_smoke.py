@@ -1,5 +1,5 @@
-"""`scripts/bench --smoke` runs end to end (raw engine, real server, Tesseract) on two real pages
-per set and writes sane figures, so the benchmark harness cannot rot unnoticed."""
+"""`scripts/bench --smoke` runs end to end (raw engine, real server, Tesseract, result files) on
+two real pages per set and writes sane figures, so the benchmark harness cannot rot unnoticed."""
 
 from __future__ import annotations
 
@@ -58,3 +58,9 @@ def test_bench_smoke_measures_every_engine(tmp_path: Path) -> None:
     assert (out / "chart.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert "| set | engine | pages | pages/s |" in (out / "results.md").read_text()
     assert results["targets"], "the targets are checked and reported"
+    formats = {row["set"]: row for row in results["formats"]["rows"]}
+    assert set(formats) == set(SETS)
+    for row in formats.values():  # every format rendered from a real recognition
+        assert row["recognise_cpu_s"] > 0
+        assert set(row["formats"]) == {"text", "json", "hocr", "alto", "pdf"}
+        assert row["formats"]["pdf"]["cpu_ms"] > 0

@@ -336,7 +336,9 @@ def test_full_disk_refuses_submit(make_fake_server, tmp_path) -> None:  # type: 
                         alice.submit(document)
                     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                     assert "disk is full" in info.value.details()
-                assert not list((disk / "data" / "store" / "documents").iterdir())
+                # only the completed tasks' documents (kept for their searchable PDFs)
+                documents = {p.name for p in (disk / "data" / "store" / "documents").iterdir()}
+                assert documents == set(kept)
                 assert health_status(server.target) == SERVING
                 for task_id, serialized in results.items():
                     assert bob.result(task_id).result.SerializeToString() == serialized

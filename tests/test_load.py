@@ -141,7 +141,9 @@ def run_storm(make_fake_server, total: int, clients: int, max_queue: int) -> Non
     store = TaskStore(server.data_dir / "store")
     try:  # refused submissions left nothing behind; accepted ones are all there
         assert sum(1 for _ in store.task_ids()) == len(accepted_ids)
-        assert not list((server.data_dir / "store" / "documents").iterdir())
+        # completed tasks' documents stay until expiry (searchable PDFs); no refused one's
+        documents = {p.name for p in (server.data_dir / "store" / "documents").iterdir()}
+        assert documents == set(accepted_ids)
     finally:
         store.close()
     print(

@@ -1,6 +1,6 @@
 """Python SDK for the OCR service: `OcrClient` (submit, status, result, cancel, watch,
-recognize) and the `ocr` command line."""
+recognize, export) and the `ocr` command line."""
 
-from ocr_client.client import OcrClient, TaskFailedError, tls_credentials
+from ocr_client.client import ExportError, OcrClient, TaskFailedError, tls_credentials
 
-__all__ = ["OcrClient", "TaskFailedError", "tls_credentials"]
+__all__ = ["ExportError", "OcrClient", "TaskFailedError", "tls_credentials"]

@@ -20,7 +20,15 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ocr.v1 import ocr_pb2
-from ocr_client.client import DEFAULT_TARGET, FINAL_STATES, OcrClient, TaskFailedError
+from ocr_client.client import (
+    BINARY_FORMATS,
+    DEFAULT_TARGET,
+    FINAL_STATES,
+    RESULT_FORMATS,
+    ExportError,
+    OcrClient,
+    TaskFailedError,
+)
 
 LOCAL_TOKEN_FILE = Path("data") / "client-token"
 
@@ -51,15 +59,21 @@ def _describe(task: ocr_pb2.Task) -> str:
     return state
 
 
-def _write(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
-        output.write_text(text, encoding="utf-8")
+class _UsageError(Exception):
+    """The command cannot do what was asked (exit 2)."""
 
 
-def _render_result(result: ocr_pb2.OcrResult, fmt: str) -> str:
-    return result.text if fmt == "text" else _json(result)
+def _export(client: OcrClient, task_id: str, fmt: str, output: Path | None) -> None:
+    """Stream the result in `fmt` to OUT, or to stdout unless that is a terminal and the
+    format is binary (a PDF would garble it)."""
+    if output is not None:
+        client.export(task_id, fmt, output)
+        return
+    if fmt in BINARY_FORMATS and sys.stdout.isatty():
+        raise _UsageError(f"--format {fmt} is binary: write it to a file with -o FILE")
+    sys.stdout.flush()
+    client.export(task_id, fmt, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:
@@ -72,6 +86,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_recognize(client: OcrClient, args: argparse.Namespace) -> int:
+    _check_destination(args)
     task = client.submit(args.file, **_settings(args))  # type: ignore[arg-type]
     last = ""
     for update in client.watch(task.task_id, timeout=args.wait):
@@ -84,7 +99,7 @@ def cmd_recognize(client: OcrClient, args: argparse.Namespace) -> int:
             break
     if task.state != ocr_pb2.TASK_STATE_COMPLETED:
         raise TaskFailedError(task)
-    _write(_render_result(client.result(task.task_id).result, args.format), args.output)
+    _export(client, task.task_id, args.format, args.output)
     return 0
 
 
@@ -101,12 +116,19 @@ def cmd_status(client: OcrClient, args: argparse.Namespace) -> int:
 
 
 def cmd_result(client: OcrClient, args: argparse.Namespace) -> int:
-    response = client.result(args.task_id)
-    if not response.HasField("result"):
-        print(f"{args.task_id}: {_describe(response.task)}; no result yet", file=sys.stderr)
+    _check_destination(args)
+    task = client.status(args.task_id)
+    if task.state != ocr_pb2.TASK_STATE_COMPLETED:
+        print(f"{args.task_id}: {_describe(task)}; no result yet", file=sys.stderr)
         return 3
-    _write(_render_result(response.result, args.format), args.output)
+    _export(client, args.task_id, args.format, args.output)
     return 0
+
+
+def _check_destination(args: argparse.Namespace) -> None:
+    """Refuse before any work is done: a binary format with no -o, bound for a terminal."""
+    if args.format in BINARY_FORMATS and args.output is None and sys.stdout.isatty():
+        raise _UsageError(f"--format {args.format} is binary: write it to a file with -o FILE")
 
 
 def cmd_cancel(client: OcrClient, args: argparse.Namespace) -> int:
@@ -161,11 +183,12 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.set_defaults(handler=handler)
         if fmt:
-            sub.add_argument("--format", choices=("text", "json"), default="text")
+            choices = tuple(RESULT_FORMATS) if name in ("recognize", "result") else ("text", "json")
+            sub.add_argument("--format", choices=choices, default="text")
         return sub
 
     for name, handler, help_text in (
-        ("recognize", cmd_recognize, "submit a file, follow its progress, print the text"),
+        ("recognize", cmd_recognize, "submit a file, follow its progress, print the result"),
         ("submit", cmd_submit, "submit a file and print the task id"),
     ):
         sub = add(name, handler, help_text)
@@ -182,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--request-id", default=None, help="idempotency key")
     for name, handler, help_text in (
         ("status", cmd_status, "print a task's state"),
-        ("result", cmd_result, "print a completed task's text (or JSON)"),
+        ("result", cmd_result, "print a completed task's text (or write it in another format)"),
         ("cancel", cmd_cancel, "cancel a task"),
         ("watch", cmd_watch, "print every change of a task until it ends"),
     ):
@@ -221,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     except TaskFailedError as exc:
         print(f"ocr: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:  # TLS files
+    except ExportError as exc:
+        print(f"ocr: {exc}", file=sys.stderr)
+        return 1
+    except (_UsageError, OSError, ValueError) as exc:  # TLS files, -o, binary to a terminal
         print(f"ocr: {exc}", file=sys.stderr)
         return 2
 

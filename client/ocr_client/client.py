@@ -3,11 +3,13 @@ message size limit to match the server, makes Submit safe to retry, and waits fo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import grpc
 
@@ -66,6 +68,21 @@ class TaskFailedError(Exception):
         detail = f": {task.error.message}" if task.error.message else ""
         super().__init__(f"task {task.task_id} {state}{detail}")
         self.task = task
+
+
+# ExportResult formats by name, as the CLI spells them.
+RESULT_FORMATS: dict[str, int] = {
+    "text": ocr_pb2.RESULT_FORMAT_TEXT,
+    "json": ocr_pb2.RESULT_FORMAT_JSON,
+    "hocr": ocr_pb2.RESULT_FORMAT_HOCR,
+    "alto": ocr_pb2.RESULT_FORMAT_ALTO,
+    "pdf": ocr_pb2.RESULT_FORMAT_PDF,
+}
+BINARY_FORMATS = frozenset({"pdf"})
+
+
+class ExportError(Exception):
+    """An exported file did not arrive whole: its size or SHA-256 differ from the header."""
 
 
 class OcrClient:
@@ -173,6 +190,33 @@ class OcrClient:
         for response in self._stub.WatchTask(request, timeout=timeout, metadata=self._metadata):
             yield response.task
 
+    def export(
+        self,
+        task_id: str,
+        result_format: str | int,
+        destination: str | Path | BinaryIO,
+        *,
+        timeout: float | None = None,
+    ) -> ocr_pb2.ExportedFile:
+        """Stream a completed task's result as a file (`"text"`, `"json"`, `"hocr"`, `"alto"`
+        or `"pdf"`) into `destination`: a path (written whole or not at all) or a binary file.
+        Returns the header (media type, size, SHA-256, suggested file name); ExportError when
+        the bytes do not match it. The file may be far larger than one gRPC message."""
+        number = RESULT_FORMATS[result_format] if isinstance(result_format, str) else result_format
+        request = ocr_pb2.ExportResultRequest(task_id=task_id, format=number)  # type: ignore[arg-type]
+        responses = self._stub.ExportResult(request, timeout=timeout, metadata=self._metadata)
+        if isinstance(destination, str | Path):
+            path = Path(destination)
+            partial = path.with_name(path.name + ".part")
+            try:
+                with partial.open("wb") as file:
+                    header = _receive(responses, file)
+                partial.replace(path)
+            finally:
+                partial.unlink(missing_ok=True)
+            return header
+        return _receive(responses, destination)
+
     def capabilities(self) -> ocr_pb2.GetCapabilitiesResponse:
         request = ocr_pb2.GetCapabilitiesRequest()
         return self._stub.GetCapabilities(request, timeout=self._timeout, metadata=self._metadata)
@@ -201,3 +245,29 @@ class OcrClient:
         if task.state != ocr_pb2.TASK_STATE_COMPLETED:
             raise TaskFailedError(task)
         return self.result(task.task_id).result
+
+
+def _receive(
+    responses: Iterable[ocr_pb2.ExportResultResponse], file: BinaryIO
+) -> ocr_pb2.ExportedFile:
+    """Write the chunks after the header to `file`, checking size and SHA-256 at the end."""
+    header: ocr_pb2.ExportedFile | None = None
+    digest = hashlib.sha256()
+    size = 0
+    for response in responses:
+        if response.HasField("file"):
+            header = response.file
+            continue
+        if header is None:
+            raise ExportError("the server sent file data before the file's header")
+        digest.update(response.chunk)
+        size += len(response.chunk)
+        file.write(response.chunk)
+    if header is None:
+        raise ExportError("the server ended the stream without a file")
+    if size != header.size_bytes or digest.hexdigest() != header.sha256:
+        raise ExportError(
+            f"{header.filename} arrived damaged: {size} bytes with SHA-256 {digest.hexdigest()}, "
+            f"expected {header.size_bytes} bytes with {header.sha256}"
+        )
+    return header

@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchlib import raw_engine, report, tesseract
+from benchlib import formats, raw_engine, report, tesseract
 from benchlib.datasets import ROOT, SET_NAMES, EvalSet, eval_dir, load_sets
 from benchlib.outcome import SetRun
 from benchlib.service import Service
 from benchlib.summary import Row, add_ratios, check_targets, soak_summary, summarise, totals
 from ocr_server.engines.profiles import DEFAULT_PROFILE
 
-ENGINES = ("raw", "service", "tesseract")
+ENGINES = ("raw", "service", "tesseract", "formats")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(engine.run(eval_set))
             _progress(runs[-1])
 
+    format_costs = None
+    if "formats" in engines:
+        _say("result files: recognising and rendering each page in one process")
+        format_costs = formats.measure(sets, profiles[0], args.language)
+
     by_name = {s.name: s for s in sets}
     rows: list[Row] = [summarise(run, by_name[run.set_name]) for run in runs]
     add_ratios(rows)
@@ -203,7 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         "totals": overall,
         "soak": soak,
         "targets": check_targets(rows, overall, default_profile, soak),
+        "formats": format_costs,
     }
+    if format_costs is not None:
+        results["targets"].append(
+            {
+                "target": format_costs["target"],
+                "holds": format_costs["holds"],
+                "measured": f"{(format_costs['pdf_share'] or 0):.2%}",
+            }
+        )
     report.write(results, out)
     print(report.markdown(results))
     _say(f"wrote {out}/results.json, results.md, chart.png in {results['meta']['duration_s']} s")

@@ -79,6 +79,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"at the end {s['rss_last_mb']} MB, peak {s['peak_rss_mb']} MB "
             f"({s['workers_seen']} worker processes seen).",
         ]
+    if results.get("formats"):
+        from benchlib.formats import markdown as formats_markdown
+
+        lines += formats_markdown(results["formats"])
     if results["targets"]:
         lines += ["", "Targets:", "", "| target | measured | holds |", "|---|---|---|"]
         for c in results["targets"]:

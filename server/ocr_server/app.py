@@ -22,11 +22,14 @@ from ocr_server.api.auth import AuthInterceptor, load_registry
 from ocr_server.api.service import OcrServicer
 from ocr_server.api.tls import TlsConfigError, server_credentials
 from ocr_server.backends.local.backend import LocalTaskBackend
+from ocr_server.backends.local.documents import LocalDocumentStore
 from ocr_server.backends.tasks import RoomLimits
 from ocr_server.capabilities import Capabilities
 from ocr_server.config import ServerConfig
 from ocr_server.documents import DocumentLimits
 from ocr_server.engines.profiles import load_profiles
+from ocr_server.errors import DamagedEntryError
+from ocr_server.exports import Exporter
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.tasks.submission import Submission, SubmissionLimits
 from ocr_server.workers.pool import WorkerPool
@@ -96,6 +99,14 @@ class OcrServer:
             ),
         )
         self.health = health.HealthServicer()
+        store = config.data_dir / "store"
+        self.exporter = Exporter(
+            self.manager,
+            self.backend.documents,
+            LocalDocumentStore(store / "exports", self.backend.capacity),
+            scratch=store / "scratch",
+            alive=self._task_alive,
+        )
         self.grpc_server = self._build_grpc_server()
 
     def _build_grpc_server(self) -> grpc.Server:
@@ -124,6 +135,7 @@ class OcrServer:
                 "max_pending_per_tenant": config.max_pending_per_tenant,
             },
             heartbeat=config.heartbeat,
+            exporter=self.exporter,
         )
         ocr_pb2_grpc.add_OcrServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -172,6 +184,7 @@ class OcrServer:
         while not self._stopped.wait(self.config.sweep_interval):
             try:
                 self.manager.sweep()
+                self.exporter.sweep()
             except Exception:
                 log.exception("sweeping expired tasks failed; will try again")
 
@@ -188,8 +201,15 @@ class OcrServer:
         self.pool.stop()
         self.manager.requeue_unfinished()
         self.grpc_server.stop(grace=2).wait()
+        self.exporter.close()
         self.backend.close()
         log.info("stopped")
+
+    def _task_alive(self, task_id: str) -> bool:
+        try:
+            return self.backend.get(task_id) is not None
+        except DamagedEntryError:
+            return True  # kept: the task stays visible (and damaged) until it expires
 
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()

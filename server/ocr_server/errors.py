@@ -5,6 +5,7 @@ code it maps to, so the servicer converts errors in one place and messages stay 
     ├── InvalidDocumentError           INVALID_ARGUMENT   refused at Submit
     ├── InvalidSettingsError           INVALID_ARGUMENT
     ├── TaskNotFoundError              NOT_FOUND
+    ├── TaskNotCompletedError          FAILED_PRECONDITION  a file of a task without a result
     ├── QueueFullError                 RESOURCE_EXHAUSTED
     ├── StoreFullError                 RESOURCE_EXHAUSTED
     ├── DocumentTooLargeError          RESOURCE_EXHAUSTED
@@ -23,7 +24,12 @@ code it maps to, so the servicer converts errors in one place and messages stay 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
+
+if TYPE_CHECKING:
+    from ocr_server.models import TaskRecord
 
 
 class OcrServiceError(Exception):
@@ -52,6 +58,19 @@ class TaskNotFoundError(OcrServiceError):
     def __init__(self, task_id: str) -> None:
         shown = task_id if len(task_id) <= 64 else task_id[:64] + "..."
         super().__init__(f"task {shown!r} not found or expired")
+
+
+class TaskNotCompletedError(OcrServiceError):
+    """A file was asked of a task that has no result (yet, or ever)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, record: TaskRecord) -> None:
+        if record.state.is_final:
+            hint = "it has no result; submit the document again"
+        else:
+            hint = "ask again once it is COMPLETED (WatchTask tells when)"
+        super().__init__(f"task {record.task_id} is {record.state.name}: {hint}")
 
 
 class QueueFullError(OcrServiceError):

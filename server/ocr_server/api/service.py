@@ -17,6 +17,7 @@ from ocr_server.backends.events import TaskEvents
 from ocr_server.capabilities import Capabilities
 from ocr_server.convert import task_to_proto
 from ocr_server.errors import OcrServiceError
+from ocr_server.exports import Exporter
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.tasks.submission import Submission, SubmitOptions
 
@@ -76,7 +77,9 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         capabilities: Capabilities,
         info: dict[str, int],
         heartbeat: float,
+        exporter: Exporter,
     ) -> None:
+        self._exporter = exporter
         self._manager = manager
         self._submission = submission
         self._events = events
@@ -105,6 +108,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
             dpi=settings.dpi,
             request_id=request.request_id,
             filename=request.filename,
+            keep_document=True,  # any format may be asked until expiry (the PDF needs it)
         )
         record = self._submission.submit(tenant, request.content, options)
         position = self._manager.queue_position(record.task_id)
@@ -160,6 +164,26 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
                 record = changed if changed is not None else record
         finally:
             self._events.unsubscribe(subscription)
+
+    @_grpc_stream_errors
+    def ExportResult(
+        self, request: ocr_pb2.ExportResultRequest, context: grpc.ServicerContext
+    ) -> Iterator[ocr_pb2.ExportResultResponse]:
+        tenant = self._tenant(context)
+        exported = self._exporter.export(tenant, request.task_id, request.format)
+        yield ocr_pb2.ExportResultResponse(
+            file=ocr_pb2.ExportedFile(
+                format=request.format,
+                media_type=exported.format.media_type,
+                size_bytes=exported.size,
+                sha256=exported.sha256,
+                filename=exported.filename,
+            )
+        )
+        for chunk in exported.chunks:
+            if not context.is_active():
+                return
+            yield ocr_pb2.ExportResultResponse(chunk=chunk)
 
     @_grpc_errors
     def GetCapabilities(

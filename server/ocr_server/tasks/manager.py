@@ -26,6 +26,7 @@ from ocr_server.errors import (
     ResultNotStoredError,
     StoreFullError,
     TaskError,
+    TaskNotCompletedError,
     TaskNotFoundError,
 )
 from ocr_server.models import PageResult, TaskRecord, TaskState
@@ -68,6 +69,14 @@ class TaskManager:
             if self._backend.get(task_id) is None:
                 raise TaskNotFoundError(task_id)  # expired between the two reads
             raise DamagedEntryError(task_id, "result")  # completed, unexpired, yet gone
+        return record, result
+
+    def export_source(self, tenant: str, task_id: str) -> tuple[TaskRecord, bytes]:
+        """A completed task's record and serialised result, for rendering a file: NOT_FOUND
+        as `result`, FAILED_PRECONDITION while it is not completed."""
+        record, result = self.result(tenant, task_id)
+        if result is None:
+            raise TaskNotCompletedError(record)
         return record, result
 
     def page_results(self, tenant: str, task_id: str) -> tuple[TaskRecord, list[PageResult]]:

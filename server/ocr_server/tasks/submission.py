@@ -9,6 +9,7 @@ limit; nothing is left behind when a step fails.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable
@@ -153,6 +154,8 @@ class Submission:
             info = self._inspect(ref, document_type, whole)
             pages = parse_page_selection(settings.pages, info.page_count)
             check_page_sizes(info, pages, settings.dpi, self._limits.documents)
+            if document_type != "pdf":  # an image's dpi is its own unless the client gave one
+                settings = dataclasses.replace(settings, dpi=options.dpi)
             record = TaskRecord(
                 task_id=task_id,
                 tenant=reservation.tenant,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from ocr_server.documents import DocumentLimits, load_page
+from ocr_server.documents import DocumentLimits, load_page, page_resolution
 from ocr_server.engines.base import OcrEngine
 from ocr_server.engines.profiles import BUILTIN_PROFILES, Profile
 from ocr_server.errors import DamagedPageError, EngineError, InvalidDocumentError
@@ -75,12 +75,16 @@ def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -
     image = load_page(Path(job.document_path), job.document_type, job.page_number, job.dpi, limits)
     height, width = image.shape[:2]
     rows = order_lines(engines.get(job.profile).recognize(image, job.language))
+    path = Path(job.document_path)
+    x_dpi, y_dpi = page_resolution(path, job.document_type, job.page_number, job.dpi)
     return PageResult(
         page_number=job.page_number,
         width=width,
         height=height,
         text=page_text(rows),
         lines=tuple(line for row in rows for line in row),
+        x_dpi=x_dpi,
+        y_dpi=y_dpi,
     )
 
 

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 _REF = re.compile(r"[0-9a-f]{40}")
 _PART = ".part"
-# A document younger than this may belong to a Submit still triaging it (no record yet).
+# A document this process is still admitting (written, no record yet) is spared this long;
+# any other document no task wants (its task expired, or it was left by a Submit cut short by
+# a restart) goes at the next sweep.
 ORPHAN_AGE = 60.0
 
 
@@ -42,6 +44,7 @@ class LocalDocumentStore:
         # limit every time, and stat-ing every queued document made it O(queue length).
         self._lock = threading.Lock()
         self._bytes = sum(_size(p) for p in directory.iterdir() if p.suffix != _PART)
+        self._unclaimed: set[str] = set()  # created here; no sweep has seen them wanted yet
         capacity.add_volume(self.volume)
 
     def volume(self) -> int:
@@ -53,6 +56,8 @@ class LocalDocumentStore:
     def create(self, task_id: str, max_bytes: int, expires: float) -> DocumentWriter:
         path = self._path(task_id)
         self._capacity.check(0)
+        with self._lock:
+            self._unclaimed.add(path.name)
         return _FileWriter(self, path, max_bytes)
 
     def chunks(self, ref: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -80,19 +85,31 @@ class LocalDocumentStore:
     def delete(self, ref: str) -> None:
         with contextlib.suppress(DocumentMissingError):
             self._unlink(self._path(ref))
+        self._forget(ref)
+
+    def _forget(self, ref: str) -> None:
+        with self._lock:
+            self._unclaimed.discard(ref)
 
     # --- upkeep ---------------------------------------------------------------------------
 
     def sweep(self, wanted: Callable[[str], bool]) -> int:
-        """Delete documents no task wants any more (`wanted(ref)` False), and `.part` files
-        of abandoned writes, once older than ORPHAN_AGE."""
+        """Delete documents no task wants any more (`wanted(ref)` False): at once, unless this
+        process is still admitting them (then once older than ORPHAN_AGE), and `.part` files
+        of abandoned writes once older than ORPHAN_AGE."""
         removed = 0
         for path in self.directory.iterdir():
             ref = path.name.removesuffix(_PART)
             if path.suffix != _PART and wanted(ref):
+                with self._lock:
+                    self._unclaimed.discard(ref)
                 continue
-            if self._clock() - _mtime(path) <= ORPHAN_AGE:
+            with self._lock:
+                admitting = path.suffix == _PART or ref in self._unclaimed
+            if admitting and self._clock() - _mtime(path) <= ORPHAN_AGE:
                 continue
+            with self._lock:
+                self._unclaimed.discard(ref)
             if path.suffix == _PART:  # not counted in the volume until committed
                 path.unlink(missing_ok=True)
             else:
@@ -150,6 +167,7 @@ class _FileWriter(DocumentWriter):
             with contextlib.suppress(OSError):
                 self._handle.close()
         self._part.unlink(missing_ok=True)  # a half-written document must not fill the disk
+        self._store._forget(self._path.name)
 
 
 def _size(path: Path) -> int:
