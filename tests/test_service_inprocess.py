@@ -16,11 +16,13 @@ from ocr_client import OcrClient
 from ocr_server.api.auth import AuthInterceptor, TokenRegistry, parse_token_spec
 from ocr_server.api.service import OcrServicer
 from ocr_server.backends.local.backend import LocalTaskBackend
+from ocr_server.backends.local.documents import LocalDocumentStore
 from ocr_server.backends.tasks import RoomLimits
 from ocr_server.capabilities import Capabilities
 from ocr_server.documents import DocumentLimits
 from ocr_server.engines.profiles import BUILTIN_PROFILES
 from ocr_server.errors import DocumentTooLargeError, InvalidDocumentError
+from ocr_server.exports import Exporter
 from ocr_server.models import TaskState
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.tasks.submission import Submission, SubmissionLimits, SubmitOptions
@@ -52,8 +54,22 @@ def server(tmp_path: Path) -> Iterator[InProcessServer]:
     grpc_server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=8), interceptors=[AuthInterceptor(tokens)]
     )
+    exporter = Exporter(
+        manager,
+        backend.documents,
+        LocalDocumentStore(tmp_path / "store" / "exports", backend.capacity),
+        scratch=tmp_path / "scratch",
+        alive=lambda task_id: backend.get(task_id) is not None,
+    )
     servicer = OcrServicer(
-        manager, submission, backend.events, tokens, capabilities, info={}, heartbeat=0.1
+        manager,
+        submission,
+        backend.events,
+        tokens,
+        capabilities,
+        info={},
+        heartbeat=0.1,
+        exporter=exporter,
     )
     ocr_pb2_grpc.add_OcrServiceServicer_to_server(servicer, grpc_server)
     port = grpc_server.add_insecure_port("127.0.0.1:0")
