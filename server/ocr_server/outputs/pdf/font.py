@@ -72,14 +72,25 @@ def _to_unicode_cmap() -> bytes:
     ).encode("ascii")
 
 
+@functools.cache
+def _compressed() -> tuple[bytes, bytes, bytes]:
+    """The font program, CIDToGIDMap and ToUnicode streams, deflated once per process."""
+    return (
+        zlib.compress(font_program()),
+        zlib.compress(b"\x00\x01" * 0x10000),  # every two-byte code draws glyph 1
+        zlib.compress(_to_unicode_cmap()),
+    )
+
+
 def add_font(pdf: pikepdf.Pdf) -> pikepdf.Dictionary:
     """The font's objects, added to `pdf` (once per document: every page shares them)."""
-    program = pdf.make_stream(zlib.compress(font_program()))
+    program_data, cid_to_gid_data, to_unicode_data = _compressed()
+    program = pdf.make_stream(program_data)
     program.Filter = pikepdf.Name.FlateDecode
     program.Length1 = len(font_program())
-    cid_to_gid = pdf.make_stream(zlib.compress(b"\x00\x01" * 0x10000))
+    cid_to_gid = pdf.make_stream(cid_to_gid_data)
     cid_to_gid.Filter = pikepdf.Name.FlateDecode
-    to_unicode = pdf.make_stream(zlib.compress(_to_unicode_cmap()))
+    to_unicode = pdf.make_stream(to_unicode_data)
     to_unicode.Filter = pikepdf.Name.FlateDecode
     descriptor = pikepdf.Dictionary(
         Type=pikepdf.Name.FontDescriptor,
