@@ -4,7 +4,7 @@ Never the proof that recognition works (the tests run real PaddleOCR for that); 
 provoke faults that a real engine cannot be made to produce on cue. Rules pick a behaviour by
 the page image's width, so one server can hold a crashing task beside healthy ones:
 
-    OCR_FAKE_RULES="default=slow:0.2,777=crash-once,778=hang,779=crash,780=error"
+    OCR_FAKE_RULES="default=slow:0.2,777=crash-once,778=hang,779=crash,780=error,781=lines:5000"
 
 A page whose width has its own rule announces which worker holds it: the worker writes its pid
 to `<state_dir>/fake-running-<width>` as it starts the page, so a test can SIGKILL exactly that
@@ -45,6 +45,11 @@ class FakeEngine:
         elif name == "error":
             raise RuntimeError("fake engine error")
         box = ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height)))
+        if name == "lines":  # many lines: results larger than a message (tests of paging)
+            return [
+                RecognizedLine(text=f"fake line {n:05d} " + "x" * 100, confidence=1.0, polygon=box)
+                for n in range(int(argument or 1))
+            ]
         return [RecognizedLine(text=f"fake page {width}x{height}", confidence=1.0, polygon=box)]
 
     def _announce(self, width: int) -> None:
