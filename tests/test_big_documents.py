@@ -105,7 +105,7 @@ def test_upload_limits_are_checked_as_the_chunks_arrive(make_fake_server) -> Non
         with pytest.raises(grpc.RpcError) as info:
             stub.SubmitStream(requests(), metadata=METADATA, timeout=60)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "--max-document-mb" in info.value.details()
+        assert "limit of 5 MiB" in info.value.details()
         assert sent < 50  # refused at the limit, not after the whole upload
         header = ocr_pb2.SubmitStreamHeader(size_bytes=6 * MIB)
         with pytest.raises(grpc.RpcError) as info:
@@ -116,6 +116,19 @@ def test_upload_limits_are_checked_as_the_chunks_arrive(make_fake_server) -> Non
         with pytest.raises(grpc.RpcError) as info:
             stub.SubmitStream(iter([ocr_pb2.SubmitStreamRequest(chunk=b"x")]), metadata=METADATA)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        page = blank_png()
+        for header, reason in (
+            (ocr_pb2.SubmitStreamHeader(size_bytes=len(page) + 1), "cut short"),
+            (ocr_pb2.SubmitStreamHeader(sha256="0" * 64), "do not match"),
+        ):
+            messages = [
+                ocr_pb2.SubmitStreamRequest(header=header),
+                ocr_pb2.SubmitStreamRequest(chunk=page),
+            ]
+            with pytest.raises(grpc.RpcError) as info:
+                stub.SubmitStream(iter(messages), metadata=METADATA, timeout=60)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert reason in info.value.details()
     assert not list((server.data_dir / "store" / "documents").iterdir())
 
 

@@ -5,6 +5,7 @@ so both clients build exactly the same requests.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -107,6 +108,14 @@ class Document:
         assert self.path is not None
         return self.path.read_bytes()
 
+    def sha256(self) -> str:
+        """The document's SHA-256 (a file is read once for it, in chunks): lets the server
+        answer a retried upload before any chunk and check the bytes that arrive."""
+        digest = hashlib.sha256()
+        for chunk in self.chunks(CHUNK_BYTES):
+            digest.update(chunk)
+        return digest.hexdigest()
+
     def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         if self.content is not None:
             view = memoryview(self.content)
@@ -159,6 +168,7 @@ def stream_requests(
         request_id=request_id,
         filename=document.filename,
         size_bytes=document.size,
+        sha256=document.sha256(),
     )
     yield ocr_pb2.SubmitStreamRequest(header=header)
     for chunk in document.chunks(chunk_bytes):

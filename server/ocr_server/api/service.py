@@ -139,7 +139,11 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
             header = first.header
             options = _submit_options(header.settings, header.request_id, header.filename)
             record = self._submission.submit_stream(
-                tenant, options, _chunks(request_iterator, context), header.size_bytes
+                tenant,
+                options,
+                _chunks(request_iterator, context),
+                header.size_bytes,
+                header.sha256,
             )
         position = self._manager.queue_position(record.task_id)
         return ocr_pb2.SubmitStreamResponse(task=task_to_proto(record, position))

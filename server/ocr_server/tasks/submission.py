@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import mmap
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID = 128
 MAX_FILENAME = 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEAD_BYTES = 1024  # what type detection needs (a PDF header may follow some junk)
 
 
@@ -102,11 +104,16 @@ class Submission:
         options: SubmitOptions,
         chunks: Iterable[bytes],
         declared_size: int = 0,
+        declared_sha256: str = "",
     ) -> TaskRecord:
         """`submit` for a document that arrives in chunks (a streaming upload): it is never
         whole in memory, and one past the size limit is refused as soon as a chunk passes it
         (DocumentTooLargeError), or before any chunk when `declared_size` (the client's word
-        for it, checked at the end) is over it. The type is detected from the first KiB."""
+        for it, checked at the end) is over it. The type is detected from the first KiB.
+        `declared_sha256` (the client's SHA-256 of the document, checked at the end) lets a
+        retry be answered before any chunk is read."""
+        if declared_sha256 and not _SHA256.fullmatch(declared_sha256):
+            raise InvalidSettingsError("sha256 must be 64 lowercase hex digits")
         limit = self._limits.max_document_bytes
         if declared_size > limit:
             raise DocumentTooLargeError(
@@ -114,10 +121,14 @@ class Submission:
                 f"to {limit:,} bytes (--max-document-mb); split it"
             )
         existing = self.check(tenant, options)
+        if existing is not None and declared_sha256:
+            fingerprint = request_fingerprint(declared_sha256, self.resolve(options))
+            _check_same_request(existing, fingerprint)
+            return existing
         if existing is not None:
             return self._same_request(existing, options, chunks)
-        if declared_size:
-            chunks = _sized(chunks, declared_size)
+        if declared_size or declared_sha256:
+            chunks = _checked(chunks, declared_size, declared_sha256)
         iterator = iter(chunks)
         read: list[bytes] = []
         while sum(map(len, read)) < _HEAD_BYTES and (chunk := next(iterator, None)) is not None:
@@ -185,7 +196,7 @@ class Submission:
         task_id = new_task_id()
         created = self._clock()
         expires = created + self._limits.result_ttl
-        digest = _Digest(chunks, self._limits.max_document_bytes)
+        digest = _Digest(chunks)  # the writer enforces the size limit
         with self._documents.create(task_id, self._limits.max_document_bytes, expires) as writer:
             for chunk in digest:
                 writer.write(chunk)
@@ -261,7 +272,7 @@ class _Digest:
     """Passes chunks through, hashing and counting them, with the size limit enforced (for a
     document that is only compared, never stored, the writer is not there to enforce it)."""
 
-    def __init__(self, chunks: Iterable[bytes], limit: int) -> None:
+    def __init__(self, chunks: Iterable[bytes], limit: int | None = None) -> None:
         self._chunks = chunks
         self._limit = limit
         self._hash = hashlib.sha256()
@@ -270,10 +281,10 @@ class _Digest:
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._chunks:
             self.size += len(chunk)
-            if self.size > self._limit:
+            if self._limit is not None and self.size > self._limit:
                 raise DocumentTooLargeError(
-                    f"the document is more than {self._limit:,} bytes, this server's limit "
-                    "(--max-document-mb); split it"
+                    f"the document is larger than this server's limit of "
+                    f"{self._limit / 2**20:.0f} MiB (--max-document-mb); split it"
                 )
             self._hash.update(chunk)
             yield chunk
@@ -282,16 +293,23 @@ class _Digest:
         return self._hash.hexdigest()
 
 
-def _sized(chunks: Iterable[bytes], declared: int) -> Iterator[bytes]:
-    """The chunks, then a check that they add up to the size the client announced."""
-    size = 0
+def _checked(chunks: Iterable[bytes], size: int, sha256: str) -> Iterator[bytes]:
+    """The chunks, then a check that they match the size and digest the client announced."""
+    received = 0
+    digest = hashlib.sha256()
     for chunk in chunks:
-        size += len(chunk)
+        received += len(chunk)
+        digest.update(chunk)
         yield chunk
-    if size != declared:
+    if size and received != size:
         raise InvalidDocumentError(
-            f"the upload ended after {size:,} bytes but its header announced {declared:,}; "
+            f"the upload ended after {received:,} bytes but its header announced {size:,}; "
             "the document was cut short, send it again"
+        )
+    if sha256 and digest.hexdigest() != sha256:
+        raise InvalidDocumentError(
+            "the document's bytes do not match the sha256 in the upload's header; it was "
+            "damaged on the way, send it again"
         )
 
 

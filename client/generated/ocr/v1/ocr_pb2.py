@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10ocr/v1/ocr.proto\x12\x06ocr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"T\n\x13RecognitionSettings\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\r\n\x05pages\x18\x03 \x01(\t\x12\x0b\n\x03\x64pi\x18\x04 \x01(\r\"\xc9\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.ocr.v1.TaskState\x12\x13\n\x0bpages_total\x18\x03 \x01(\r\x12\x12\n\npages_done\x18\x04 \x01(\r\x12\x16\n\x0equeue_position\x18\x05 \x01(\r\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05\x65rror\x18\n \x01(\x0b\x32\x12.google.rpc.Status\x12-\n\x08settings\x18\x0b \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x10\n\x08\x66ilename\x18\x0c \x01(\t\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x15\n\rdocument_type\x18\x0e \x01(\t\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"H\n\x04Line\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1e\n\x07polygon\x18\x03 \x03(\x0b\x32\r.ocr.v1.Point\"e\n\x04Page\x12\x13\n\x0bpage_number\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x1b\n\x05lines\x18\x05 \x03(\x0b\x32\x0c.ocr.v1.Line\"6\n\tOcrResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x1b\n\x05pages\x18\x02 \x03(\x0b\x32\x0c.ocr.v1.Page\"u\n\rSubmitRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\",\n\x0eSubmitResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\\\n\x13SubmitStreamRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.ocr.v1.SubmitStreamHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"}\n\x12SubmitStreamHeader\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\"2\n\x14SubmitStreamResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\'\n\x14GetTaskStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x15GetTaskStatusResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"J\n\x10GetResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x11GetResultResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\x12!\n\x06result\x18\x02 \x01(\x0b\x32\x11.ocr.v1.OcrResult\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\",\n\x0e\x43\x61ncelResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"/\n\x11WatchTaskResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\x18\n\x16GetCapabilitiesRequest\"?\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\"\xee\x01\n\x17GetCapabilitiesResponse\x12\x11\n\tlanguages\x18\x01 \x03(\t\x12!\n\x08profiles\x18\x02 \x03(\x0b\x32\x0f.ocr.v1.Profile\x12\x17\n\x0f\x64\x65\x66\x61ult_profile\x18\x03 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x04\x12\x11\n\tmax_pages\x18\x05 \x01(\r\x12\x1a\n\x12result_ttl_seconds\x18\x06 \x01(\x04\x12\x1e\n\x16max_pending_per_tenant\x18\x07 \x01(\r\x12\x1a\n\x12max_document_bytes\x18\x08 \x01(\x04\"I\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"I\n\x11ListTasksResponse\x12\x1b\n\x05tasks\x18\x01 \x03(\x0b\x32\x0c.ocr.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa5\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x19\n\x15TASK_STATE_PROCESSING\x10\x02\x12\x18\n\x14TASK_STATE_COMPLETED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x32\xb5\x04\n\nOcrService\x12\x37\n\x06Submit\x12\x15.ocr.v1.SubmitRequest\x1a\x16.ocr.v1.SubmitResponse\x12K\n\x0cSubmitStream\x12\x1b.ocr.v1.SubmitStreamRequest\x1a\x1c.ocr.v1.SubmitStreamResponse(\x01\x12L\n\rGetTaskStatus\x12\x1c.ocr.v1.GetTaskStatusRequest\x1a\x1d.ocr.v1.GetTaskStatusResponse\x12@\n\tGetResult\x12\x18.ocr.v1.GetResultRequest\x1a\x19.ocr.v1.GetResultResponse\x12\x37\n\x06\x43\x61ncel\x12\x15.ocr.v1.CancelRequest\x1a\x16.ocr.v1.CancelResponse\x12\x42\n\tWatchTask\x12\x18.ocr.v1.WatchTaskRequest\x1a\x19.ocr.v1.WatchTaskResponse0\x01\x12R\n\x0fGetCapabilities\x12\x1e.ocr.v1.GetCapabilitiesRequest\x1a\x1f.ocr.v1.GetCapabilitiesResponse\x12@\n\tListTasks\x12\x18.ocr.v1.ListTasksRequest\x1a\x19.ocr.v1.ListTasksResponseBQ\n\x06ocr.v1B\x08OcrProtoP\x01Z\x1focr-service/gen/go/ocr/v1;ocrv1\xaa\x02\x06Ocr.V1\xca\x02\x06Ocr\\V1\xea\x02\x07Ocr::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10ocr/v1/ocr.proto\x12\x06ocr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"T\n\x13RecognitionSettings\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\r\n\x05pages\x18\x03 \x01(\t\x12\x0b\n\x03\x64pi\x18\x04 \x01(\r\"\xc9\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.ocr.v1.TaskState\x12\x13\n\x0bpages_total\x18\x03 \x01(\r\x12\x12\n\npages_done\x18\x04 \x01(\r\x12\x16\n\x0equeue_position\x18\x05 \x01(\r\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05\x65rror\x18\n \x01(\x0b\x32\x12.google.rpc.Status\x12-\n\x08settings\x18\x0b \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x10\n\x08\x66ilename\x18\x0c \x01(\t\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x15\n\rdocument_type\x18\x0e \x01(\t\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"H\n\x04Line\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1e\n\x07polygon\x18\x03 \x03(\x0b\x32\r.ocr.v1.Point\"e\n\x04Page\x12\x13\n\x0bpage_number\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x1b\n\x05lines\x18\x05 \x03(\x0b\x32\x0c.ocr.v1.Line\"6\n\tOcrResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x1b\n\x05pages\x18\x02 \x03(\x0b\x32\x0c.ocr.v1.Page\"u\n\rSubmitRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\",\n\x0eSubmitResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\\\n\x13SubmitStreamRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.ocr.v1.SubmitStreamHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x8d\x01\n\x12SubmitStreamHeader\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"2\n\x14SubmitStreamResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\'\n\x14GetTaskStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x15GetTaskStatusResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"J\n\x10GetResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x11GetResultResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\x12!\n\x06result\x18\x02 \x01(\x0b\x32\x11.ocr.v1.OcrResult\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\",\n\x0e\x43\x61ncelResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"/\n\x11WatchTaskResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\x18\n\x16GetCapabilitiesRequest\"?\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\"\xee\x01\n\x17GetCapabilitiesResponse\x12\x11\n\tlanguages\x18\x01 \x03(\t\x12!\n\x08profiles\x18\x02 \x03(\x0b\x32\x0f.ocr.v1.Profile\x12\x17\n\x0f\x64\x65\x66\x61ult_profile\x18\x03 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x04\x12\x11\n\tmax_pages\x18\x05 \x01(\r\x12\x1a\n\x12result_ttl_seconds\x18\x06 \x01(\x04\x12\x1e\n\x16max_pending_per_tenant\x18\x07 \x01(\r\x12\x1a\n\x12max_document_bytes\x18\x08 \x01(\x04\"I\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"I\n\x11ListTasksResponse\x12\x1b\n\x05tasks\x18\x01 \x03(\x0b\x32\x0c.ocr.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa5\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x19\n\x15TASK_STATE_PROCESSING\x10\x02\x12\x18\n\x14TASK_STATE_COMPLETED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05\x32\xb5\x04\n\nOcrService\x12\x37\n\x06Submit\x12\x15.ocr.v1.SubmitRequest\x1a\x16.ocr.v1.SubmitResponse\x12K\n\x0cSubmitStream\x12\x1b.ocr.v1.SubmitStreamRequest\x1a\x1c.ocr.v1.SubmitStreamResponse(\x01\x12L\n\rGetTaskStatus\x12\x1c.ocr.v1.GetTaskStatusRequest\x1a\x1d.ocr.v1.GetTaskStatusResponse\x12@\n\tGetResult\x12\x18.ocr.v1.GetResultRequest\x1a\x19.ocr.v1.GetResultResponse\x12\x37\n\x06\x43\x61ncel\x12\x15.ocr.v1.CancelRequest\x1a\x16.ocr.v1.CancelResponse\x12\x42\n\tWatchTask\x12\x18.ocr.v1.WatchTaskRequest\x1a\x19.ocr.v1.WatchTaskResponse0\x01\x12R\n\x0fGetCapabilities\x12\x1e.ocr.v1.GetCapabilitiesRequest\x1a\x1f.ocr.v1.GetCapabilitiesResponse\x12@\n\tListTasks\x12\x18.ocr.v1.ListTasksRequest\x1a\x19.ocr.v1.ListTasksResponseBQ\n\x06ocr.v1B\x08OcrProtoP\x01Z\x1focr-service/gen/go/ocr/v1;ocrv1\xaa\x02\x06Ocr.V1\xca\x02\x06Ocr\\V1\xea\x02\x07Ocr::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ocr.v1.ocr_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\006ocr.v1B\010OcrProtoP\001Z\037ocr-service/gen/go/ocr/v1;ocrv1\252\002\006Ocr.V1\312\002\006Ocr\\V1\352\002\007Ocr::V1'
-  _globals['_TASKSTATE']._serialized_start=2262
-  _globals['_TASKSTATE']._serialized_end=2427
+  _globals['_TASKSTATE']._serialized_start=2279
+  _globals['_TASKSTATE']._serialized_end=2444
   _globals['_RECOGNITIONSETTINGS']._serialized_start=86
   _globals['_RECOGNITIONSETTINGS']._serialized_end=170
   _globals['_TASK']._serialized_start=173
@@ -54,36 +54,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITRESPONSE']._serialized_end=1059
   _globals['_SUBMITSTREAMREQUEST']._serialized_start=1061
   _globals['_SUBMITSTREAMREQUEST']._serialized_end=1153
-  _globals['_SUBMITSTREAMHEADER']._serialized_start=1155
-  _globals['_SUBMITSTREAMHEADER']._serialized_end=1280
-  _globals['_SUBMITSTREAMRESPONSE']._serialized_start=1282
-  _globals['_SUBMITSTREAMRESPONSE']._serialized_end=1332
-  _globals['_GETTASKSTATUSREQUEST']._serialized_start=1334
-  _globals['_GETTASKSTATUSREQUEST']._serialized_end=1373
-  _globals['_GETTASKSTATUSRESPONSE']._serialized_start=1375
-  _globals['_GETTASKSTATUSRESPONSE']._serialized_end=1426
-  _globals['_GETRESULTREQUEST']._serialized_start=1428
-  _globals['_GETRESULTREQUEST']._serialized_end=1502
-  _globals['_GETRESULTRESPONSE']._serialized_start=1504
-  _globals['_GETRESULTRESPONSE']._serialized_end=1611
-  _globals['_CANCELREQUEST']._serialized_start=1613
-  _globals['_CANCELREQUEST']._serialized_end=1645
-  _globals['_CANCELRESPONSE']._serialized_start=1647
-  _globals['_CANCELRESPONSE']._serialized_end=1691
-  _globals['_WATCHTASKREQUEST']._serialized_start=1693
-  _globals['_WATCHTASKREQUEST']._serialized_end=1728
-  _globals['_WATCHTASKRESPONSE']._serialized_start=1730
-  _globals['_WATCHTASKRESPONSE']._serialized_end=1777
-  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1779
-  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1803
-  _globals['_PROFILE']._serialized_start=1805
-  _globals['_PROFILE']._serialized_end=1868
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=1871
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=2109
-  _globals['_LISTTASKSREQUEST']._serialized_start=2111
-  _globals['_LISTTASKSREQUEST']._serialized_end=2184
-  _globals['_LISTTASKSRESPONSE']._serialized_start=2186
-  _globals['_LISTTASKSRESPONSE']._serialized_end=2259
-  _globals['_OCRSERVICE']._serialized_start=2430
-  _globals['_OCRSERVICE']._serialized_end=2995
+  _globals['_SUBMITSTREAMHEADER']._serialized_start=1156
+  _globals['_SUBMITSTREAMHEADER']._serialized_end=1297
+  _globals['_SUBMITSTREAMRESPONSE']._serialized_start=1299
+  _globals['_SUBMITSTREAMRESPONSE']._serialized_end=1349
+  _globals['_GETTASKSTATUSREQUEST']._serialized_start=1351
+  _globals['_GETTASKSTATUSREQUEST']._serialized_end=1390
+  _globals['_GETTASKSTATUSRESPONSE']._serialized_start=1392
+  _globals['_GETTASKSTATUSRESPONSE']._serialized_end=1443
+  _globals['_GETRESULTREQUEST']._serialized_start=1445
+  _globals['_GETRESULTREQUEST']._serialized_end=1519
+  _globals['_GETRESULTRESPONSE']._serialized_start=1521
+  _globals['_GETRESULTRESPONSE']._serialized_end=1628
+  _globals['_CANCELREQUEST']._serialized_start=1630
+  _globals['_CANCELREQUEST']._serialized_end=1662
+  _globals['_CANCELRESPONSE']._serialized_start=1664
+  _globals['_CANCELRESPONSE']._serialized_end=1708
+  _globals['_WATCHTASKREQUEST']._serialized_start=1710
+  _globals['_WATCHTASKREQUEST']._serialized_end=1745
+  _globals['_WATCHTASKRESPONSE']._serialized_start=1747
+  _globals['_WATCHTASKRESPONSE']._serialized_end=1794
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1796
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1820
+  _globals['_PROFILE']._serialized_start=1822
+  _globals['_PROFILE']._serialized_end=1885
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=1888
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=2126
+  _globals['_LISTTASKSREQUEST']._serialized_start=2128
+  _globals['_LISTTASKSREQUEST']._serialized_end=2201
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2203
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2276
+  _globals['_OCRSERVICE']._serialized_start=2447
+  _globals['_OCRSERVICE']._serialized_end=3012
 # @@protoc_insertion_point(module_scope)

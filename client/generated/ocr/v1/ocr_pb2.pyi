@@ -390,6 +390,7 @@ class SubmitStreamHeader(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """As SubmitRequest.request_id."""
     filename: _builtins.str
@@ -397,6 +398,12 @@ class SubmitStreamHeader(_message.Message):
     size_bytes: _builtins.int
     """Optional: the document's size in bytes. When set, a document over the limit is refused
     before any chunk is sent, and one that ends at another size is INVALID_ARGUMENT.
+    """
+    sha256: _builtins.str
+    """Optional: the document's SHA-256, 64 lowercase hex digits. When set, a retry (a request_id
+    that already names a task) is answered before any chunk is read, and a document whose
+    bytes do not match is INVALID_ARGUMENT. Without it a retry's bytes are read and hashed to
+    tell a retry from a reused request_id.
     """
     @_builtins.property
     def settings(self) -> Global___RecognitionSettings: ...
@@ -407,10 +414,11 @@ class SubmitStreamHeader(_message.Message):
         request_id: _builtins.str = ...,
         filename: _builtins.str = ...,
         size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "request_id", b"request_id", "settings", b"settings", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "request_id", b"request_id", "settings", b"settings", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
