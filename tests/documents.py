@@ -75,3 +75,17 @@ def receipts_document(fmt: str) -> bytes:
 def cer(truth: str, text: str) -> float:
     scores = scorer().score(truth, text, ignore_case=True)
     return float(scores["char_edits"]) / max(1, scores["ref_chars"])
+
+
+def blank_png(width: int = 300, height: int = 200) -> bytes:
+    """A white page: the fake engine's rules pick a behaviour by its width."""
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 255).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def blank_tiff(path: Path, pages: int, width: int = 300) -> Path:
+    """A multi-page TIFF of white pages (for the fake engine)."""
+    images = [Image.new("L", (width, 200), 255) for _ in range(pages)]
+    images[0].save(path, "TIFF", save_all=True, append_images=images[1:])
+    return path

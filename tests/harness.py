@@ -143,3 +143,21 @@ class ServerProcess:
             text=True,
         ).stdout
         return [int(pid) for pid in out.split()]
+
+
+def run_cli(
+    server: ServerProcess, *args: str, token: str | None = TOKENS["alice"], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`ocr ARGS` against the server, as a user runs it (OCR_TOKEN set unless token is None)."""
+    env = {**os.environ, "OCR_TARGET": server.target}
+    env.pop("OCR_TOKEN", None)
+    if token:
+        env["OCR_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "ocr_client.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=cwd,
+    )

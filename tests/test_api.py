@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 
 import grpc
 import pytest
@@ -16,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from ocr_client import OcrClient
 from tests.documents import RECEIPTS, cer, receipt_jpeg, receipt_truth, receipts_document
-from tests.harness import TOKENS, ServerProcess, health_status
+from tests.harness import TOKENS, ServerProcess, health_status, run_cli
 
 MIB = 1024 * 1024
 
@@ -135,20 +134,6 @@ def test_raw_stub_without_the_sdk(real_server: ServerProcess) -> None:
         metadata = (("authorization", f"Bearer {TOKENS['bob']}"),)
         response = stub.Submit(ocr_pb2.SubmitRequest(content=receipt_jpeg()), metadata=metadata)
         assert response.task.state == ocr_pb2.TASK_STATE_PENDING
-
-
-def run_cli(server: ServerProcess, *args: str, token: str | None = TOKENS["alice"]):  # type: ignore[no-untyped-def]
-    env = {**os.environ, "OCR_TARGET": server.target}
-    env.pop("OCR_TOKEN", None)
-    if token:
-        env["OCR_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "ocr_client.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
 
 
 def test_cli_recognize_and_errors(real_server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -14,12 +14,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from ocr.v1 import ocr_pb2
+from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from ocr_server.documents import DocumentLimits, inspect_image, inspect_pdf, load_page
 from ocr_server.errors import InvalidDocumentError
 from tests import hostile_corpus as corpus
 from tests.documents import RECEIPTS, cer, receipt_jpeg, receipt_truth
-from tests.harness import ServerProcess, health_status
+from tests.harness import TOKENS, ServerProcess, health_status
 
 MIB = 1024 * 1024
 MAX_RECEIPT_CER = 0.20  # as tests/test_recognition.py: the fast profile scores 6-13% here
@@ -114,10 +114,15 @@ def test_damage_only_decoding_shows_fails_the_task(
 def test_message_over_the_size_limit_is_resource_exhausted(
     real_server: ServerProcess, workers_before: int
 ) -> None:
-    """The server runs with --max-message-mb 64; a client that allows itself more gets gRPC's
-    own RESOURCE_EXHAUSTED, which names the limit in bytes."""
-    with real_server.client(max_message_mb=128) as client:
-        error = rpc_error(client.submit, b"\x89PNG\r\n\x1a\n" + bytes(64 * MIB))
+    """The server runs with --max-message-mb 64; a unary Submit over it (from a client that
+    allows itself more; the SDK would stream it) gets gRPC's own RESOURCE_EXHAUSTED, which
+    names the limit in bytes."""
+    options = [("grpc.max_send_message_length", 128 * MIB)]
+    with grpc.insecure_channel(real_server.target, options=options) as channel:
+        stub = ocr_pb2_grpc.OcrServiceStub(channel)
+        request = ocr_pb2.SubmitRequest(content=b"\x89PNG\r\n\x1a\n" + bytes(64 * MIB))
+        metadata = (("authorization", f"Bearer {TOKENS['alice']}"),)
+        error = rpc_error(stub.Submit, request, metadata=metadata, timeout=60)
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert str(64 * MIB) in error.details(), error.details()
 

@@ -56,7 +56,7 @@ def test_submit_watch_result(
             assert 0.0 <= line.confidence <= 1.0
             assert len(line.polygon) >= 4
             assert all(0 <= p.x <= page.width and 0 <= p.y <= page.height for p in line.polygon)
-    assert result.text == "\f".join(p.text for p in result.pages)
+    assert result.text == "\n\f".join(p.text for p in result.pages)
 
 
 @pytest.mark.parametrize("profile", ["accurate", "paddle"])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from ocr_server.backends.tasks import RoomLimits
 from ocr_server.capabilities import Capabilities
 from ocr_server.documents import DocumentLimits
 from ocr_server.engines.profiles import BUILTIN_PROFILES
-from ocr_server.errors import DocumentTooLargeError, InvalidDocumentError
+from ocr_server.errors import DocumentTooLargeError, InvalidDocumentError, RequestIdReusedError
 from ocr_server.exports import Exporter
 from ocr_server.models import TaskState
 from ocr_server.tasks.manager import TaskManager
@@ -126,8 +127,13 @@ def test_a_streamed_document_is_checked_as_it_arrives(server: InProcessServer) -
     assert task.document_type == "tiff" and task.page_numbers == [1, 2, 3]
     record, _ = server.manager.find("alice", task.task_id)
     assert record.state == TaskState.PENDING
-    same = server.submission.submit_stream("alice", SubmitOptions(request_id="s1"), iter(()))
-    assert same.task_id == task.task_id  # a retry is answered before any chunk is read
+    digest = hashlib.sha256(document).hexdigest()
+    same = server.submission.submit_stream(
+        "alice", SubmitOptions(request_id="s1"), iter(()), declared_sha256=digest
+    )
+    assert same.task_id == task.task_id  # a retry with its digest: before any chunk is read
+    with pytest.raises(RequestIdReusedError):  # the same key for another document
+        server.submission.submit_stream("alice", SubmitOptions(request_id="s1"), [blank(601)])
 
     consumed = []
 

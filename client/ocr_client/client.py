@@ -1,48 +1,27 @@
-"""The SDK: a thin, typed wrapper over the generated stub that adds the token, raises the
-message size limit to match the server, makes Submit safe to retry, and waits for results."""
+"""The sync SDK: a typed wrapper over the generated stub that adds the token, streams large
+documents, fetches large results in parts, makes Submit safe to retry, converts errors to the
+SDK's exception classes (errors.py), and waits for results. `AsyncOcrClient` (aio.py) is the
+same for asyncio, built from the same requests (calls.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import uuid
-from collections.abc import Iterable, Iterator
+import threading
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import grpc
 
 from ocr.v1 import ocr_pb2, ocr_pb2_grpc
+from ocr_client import calls
+from ocr_client.calls import DEFAULT_TARGET, FINAL_STATES, Document, ExportReceiver
+from ocr_client.errors import UnavailableError, from_rpc_error, task_failed
 
-DEFAULT_TARGET = "localhost:50051"
-MIB = 1024 * 1024
-FINAL_STATES = frozenset(
-    {
-        ocr_pb2.TASK_STATE_COMPLETED,
-        ocr_pb2.TASK_STATE_FAILED,
-        ocr_pb2.TASK_STATE_CANCELLED,
-    }
-)
+__all__ = ["DEFAULT_TARGET", "FINAL_STATES", "OcrClient", "tls_credentials"]
 
-# Retry only UNAVAILABLE (server restarting, connection dropped). Submit is safe to retry
-# because the client always sends a request_id.
-_SERVICE_CONFIG = json.dumps(
-    {
-        "methodConfig": [
-            {
-                "name": [{"service": "ocr.v1.OcrService"}],
-                "retryPolicy": {
-                    "maxAttempts": 5,
-                    "initialBackoff": "0.2s",
-                    "maxBackoff": "5s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ]
-    }
-)
+R = TypeVar("R")
 
 
 def tls_credentials(
@@ -60,40 +39,30 @@ def tls_credentials(
     )
 
 
-class TaskFailedError(Exception):
-    """recognize() ended in FAILED or CANCELLED; `task` holds the final state and error."""
-
-    def __init__(self, task: ocr_pb2.Task) -> None:
-        state = ocr_pb2.TaskState.Name(task.state).removeprefix("TASK_STATE_")
-        detail = f": {task.error.message}" if task.error.message else ""
-        super().__init__(f"task {task.task_id} {state}{detail}")
-        self.task = task
-
-
-# ExportResult formats by name, as the CLI spells them.
-RESULT_FORMATS: dict[str, int] = {
-    "text": ocr_pb2.RESULT_FORMAT_TEXT,
-    "json": ocr_pb2.RESULT_FORMAT_JSON,
-    "hocr": ocr_pb2.RESULT_FORMAT_HOCR,
-    "alto": ocr_pb2.RESULT_FORMAT_ALTO,
-    "pdf": ocr_pb2.RESULT_FORMAT_PDF,
-}
-BINARY_FORMATS = frozenset({"pdf"})
-
-
-class ExportError(Exception):
-    """An exported file did not arrive whole: its size or SHA-256 differ from the header."""
+def channel_credentials(
+    tls: bool,
+    ca_file: str | Path | None,
+    client_cert: str | Path | None,
+    client_key: str | Path | None,
+    credentials: grpc.ChannelCredentials | None,
+) -> grpc.ChannelCredentials | None:
+    if credentials is None and (tls or ca_file or client_cert or client_key):
+        return tls_credentials(ca_file, client_cert, client_key)
+    return credentials
 
 
 class OcrClient:
-    """Talks to one OCR server. Thread-safe; close it (or use `with`) when done."""
+    """Talks to one OCR server. Thread-safe; close it (or use `with`) when done.
+
+    Every method raises a subclass of `ocr_client.OcrError`: `RpcFailedError` subclasses for a
+    gRPC status (`NotFoundError`, `InvalidArgumentError`, ...), `TaskFailedError` when
+    `recognize` or `wait` sees the task fail or be cancelled."""
 
     def __init__(
         self,
         target: str = DEFAULT_TARGET,
         token: str | None = None,
         *,
-        max_message_mb: int = 64,
         timeout: float = 60.0,
         tls: bool = False,
         ca_file: str | Path | None = None,
@@ -101,29 +70,32 @@ class OcrClient:
         client_key: str | Path | None = None,
         tls_server_name: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        max_message_mb: int | None = None,
     ) -> None:
         """TLS is on with `tls=True` (system CAs) or any of `ca_file` (PEM CAs to trust, e.g.
         a private CA), `client_cert` + `client_key` (PEM, for servers that require client
         certificates); `credentials` takes ready-made gRPC channel credentials instead.
         `tls_server_name`: the name to expect in the server's certificate when it differs from
-        the target's host (a tunnel, a port-forward, an IP address)."""
-        options = [
-            ("grpc.max_send_message_length", max_message_mb * MIB),
-            ("grpc.max_receive_message_length", max_message_mb * MIB),
-            ("grpc.service_config", _SERVICE_CONFIG),
-            ("grpc.enable_retries", 1),
-        ]
-        if tls_server_name:
-            options.append(("grpc.ssl_target_name_override", tls_server_name))
-        if credentials is None and (tls or ca_file or client_cert or client_key):
-            credentials = tls_credentials(ca_file, client_cert, client_key)
+        the target's host (a tunnel, a port-forward, an IP address). `timeout`: seconds per
+        call (an upload gets this per MiB on top). Message sizes follow the server (its
+        GetCapabilities); `max_message_mb` is obsolete and ignored."""
+        if max_message_mb is not None:
+            warnings.warn(
+                "max_message_mb is ignored: the client follows the server's limits",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        options = calls.channel_options(tls_server_name)
+        credentials = channel_credentials(tls, ca_file, client_cert, client_key, credentials)
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
             self._channel = grpc.secure_channel(target, credentials, options=options)
         self._stub = ocr_pb2_grpc.OcrServiceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = calls.metadata(token)
         self._timeout = timeout
+        self._server_max_message: int | None = None
+        self._limit_lock = threading.Lock()
 
     def __enter__(self) -> OcrClient:
         return self
@@ -150,45 +122,84 @@ class OcrClient:
         request_id: str | None = None,
         filename: str = "",
     ) -> ocr_pb2.Task:
-        """Queue a document (bytes or a path); returns the PENDING task at once."""
-        if isinstance(document, str | Path):
-            path = Path(document)
-            content = path.read_bytes()
-            filename = filename or path.name
-        else:
-            content = document
-        request = ocr_pb2.SubmitRequest(
-            content=content,
-            settings=ocr_pb2.RecognitionSettings(
-                language=language, profile=profile, pages=pages, dpi=dpi
-            ),
-            request_id=request_id if request_id is not None else uuid.uuid4().hex,
-            filename=filename,
-        )
-        response = self._stub.Submit(request, timeout=self._timeout, metadata=self._metadata)
-        return response.task
+        """Queue a document (bytes or a path); returns the PENDING task at once. Documents
+        above 3 MiB (or the server's message limit) are streamed in 1 MiB chunks, read from
+        the file as they go. A `request_id` is generated unless given, so retries are safe."""
+        source = Document.of(document, filename)
+        recognition = calls.settings(language, profile, pages, dpi)
+        request_id = calls.new_request_id(request_id)
+        server_limit = self._server_message_limit()
+        if source.size <= calls.unary_limit(server_limit):
+            request = calls.submit_request(source, recognition, request_id)
+            return self._call(self._stub.Submit, request).task
+        chunk_bytes = calls.chunk_size(server_limit)
+        return self._submit_stream(source, recognition, request_id, chunk_bytes)
+
+    def _submit_stream(
+        self,
+        source: Document,
+        recognition: ocr_pb2.RecognitionSettings,
+        request_id: str,
+        chunk_bytes: int,
+    ) -> ocr_pb2.Task:
+        timeout = self._timeout * (1 + source.size / calls.MIB)
+        for attempt in range(1, calls.STREAM_ATTEMPTS + 1):
+            try:
+                requests = calls.stream_requests(source, recognition, request_id, chunk_bytes)
+                response = self._stub.SubmitStream(
+                    requests, timeout=timeout, metadata=self._metadata
+                )
+                return response.task
+            except grpc.RpcError as exc:
+                error = from_rpc_error(exc)
+                if not isinstance(error, UnavailableError) or attempt == calls.STREAM_ATTEMPTS:
+                    raise error from exc
+        raise AssertionError("unreachable")
+
+    def _server_message_limit(self) -> int:
+        """Learnt once from GetCapabilities (0 if the server does not say)."""
+        with self._limit_lock:
+            if self._server_max_message is None:
+                self.capabilities()
+            assert self._server_max_message is not None
+            return self._server_max_message
 
     def status(self, task_id: str) -> ocr_pb2.Task:
         """The task's state and progress (never the result)."""
         request = ocr_pb2.GetTaskStatusRequest(task_id=task_id)
-        return self._stub.GetTaskStatus(
-            request, timeout=self._timeout, metadata=self._metadata
-        ).task
+        return self._call(self._stub.GetTaskStatus, request).task
 
     def result(self, task_id: str) -> ocr_pb2.GetResultResponse:
-        """The task and, once COMPLETED, its result (`response.HasField("result")`)."""
-        request = ocr_pb2.GetResultRequest(task_id=task_id)
-        return self._stub.GetResult(request, timeout=self._timeout, metadata=self._metadata)
+        """The task and, once COMPLETED, its result (`response.HasField("result")`); for a
+        CANCELLED task, the pages finished before the cancel. Large results are fetched in
+        parts (each response under 4 MiB) and joined."""
+        merger = calls.ResultMerger()
+        for part in self.result_parts(task_id):
+            merger.add(part)
+        return merger.merged()
+
+    def result_parts(self, task_id: str) -> Iterator[ocr_pb2.GetResultResponse]:
+        """The result in parts of whole pages (for a document too large to hold at once)."""
+        token = ""
+        while True:
+            part = self._call(self._stub.GetResult, calls.result_request(task_id, token))
+            yield part
+            token = part.next_page_token
+            if not token:
+                return
 
     def cancel(self, task_id: str) -> ocr_pb2.Task:
         request = ocr_pb2.CancelRequest(task_id=task_id)
-        return self._stub.Cancel(request, timeout=self._timeout, metadata=self._metadata).task
+        return self._call(self._stub.Cancel, request).task
 
     def watch(self, task_id: str, timeout: float | None = None) -> Iterator[ocr_pb2.Task]:
         """Every change of the task until it ends (the stream closes after a final state)."""
         request = ocr_pb2.WatchTaskRequest(task_id=task_id)
-        for response in self._stub.WatchTask(request, timeout=timeout, metadata=self._metadata):
-            yield response.task
+        try:
+            for response in self._stub.WatchTask(request, timeout=timeout, metadata=self._metadata):
+                yield response.task
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
 
     def export(
         self,
@@ -198,28 +209,62 @@ class OcrClient:
         *,
         timeout: float | None = None,
     ) -> ocr_pb2.ExportedFile:
-        """Stream a completed task's result as a file (`"text"`, `"json"`, `"hocr"`, `"alto"`
-        or `"pdf"`) into `destination`: a path (written whole or not at all) or a binary file.
-        Returns the header (media type, size, SHA-256, suggested file name); ExportError when
-        the bytes do not match it. The file may be far larger than one gRPC message."""
-        number = RESULT_FORMATS[result_format] if isinstance(result_format, str) else result_format
-        request = ocr_pb2.ExportResultRequest(task_id=task_id, format=number)  # type: ignore[arg-type]
-        responses = self._stub.ExportResult(request, timeout=timeout, metadata=self._metadata)
+        """Stream a task's result as a file (`"text"`, `"json"`, `"hocr"`, `"alto"` or `"pdf"`,
+        or a ResultFormat number) into `destination`: a path (written whole or not at all) or
+        a binary file. Returns the header (media type, size, SHA-256, suggested file name);
+        ExportError when the bytes do not match it, FailedPreconditionError while the task
+        has no result. The file may be far larger than one gRPC message. A CANCELLED task
+        exports the pages finished before the cancel."""
+        request = calls.export_request(task_id, result_format)
         if isinstance(destination, str | Path):
             path = Path(destination)
-            partial = path.with_name(path.name + ".part")
+            partial = calls.partial_path(path)
             try:
                 with partial.open("wb") as file:
-                    header = _receive(responses, file)
+                    header = self._export_into(request, file, timeout)
                 partial.replace(path)
             finally:
                 partial.unlink(missing_ok=True)
             return header
-        return _receive(responses, destination)
+        return self._export_into(request, destination, timeout)
+
+    def _export_into(
+        self, request: ocr_pb2.ExportResultRequest, file: BinaryIO, timeout: float | None
+    ) -> ocr_pb2.ExportedFile:
+        receiver = ExportReceiver()
+        try:
+            for response in self._stub.ExportResult(
+                request, timeout=timeout, metadata=self._metadata
+            ):
+                file.write(receiver.add(response))
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        return receiver.finish()
 
     def capabilities(self) -> ocr_pb2.GetCapabilitiesResponse:
-        request = ocr_pb2.GetCapabilitiesRequest()
-        return self._stub.GetCapabilities(request, timeout=self._timeout, metadata=self._metadata)
+        """Languages, profiles and limits (the client also keeps the message limit)."""
+        response = self._call(self._stub.GetCapabilities, ocr_pb2.GetCapabilitiesRequest())
+        self._server_max_message = response.max_message_bytes
+        return response
+
+    def list_tasks(
+        self, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> ocr_pb2.ListTasksResponse:
+        """One page of this tenant's tasks, newest first (see ListTasksRequest.filter)."""
+        request = ocr_pb2.ListTasksRequest(
+            filter=filter, page_size=page_size, page_token=page_token
+        )
+        return self._call(self._stub.ListTasks, request)
+
+    def iter_tasks(self, filter: str = "", page_size: int = 0) -> Iterator[ocr_pb2.Task]:
+        """Every task of this tenant matching `filter`, newest first, page after page."""
+        token = ""
+        while True:
+            response = self.list_tasks(filter, page_size, token)
+            yield from response.tasks
+            token = response.next_page_token
+            if not token:
+                return
 
     def wait(self, task_id: str, timeout: float | None = None) -> ocr_pb2.Task:
         """Follow the watch stream until the task ends; return its final state."""
@@ -239,35 +284,16 @@ class OcrClient:
         pages: str = "",
         dpi: int = 0,
     ) -> ocr_pb2.OcrResult:
-        """Submit, wait, and return the result; TaskFailedError if it fails or is cancelled."""
+        """Submit, wait, and return the result; TaskFailedError if it fails or is cancelled
+        (TaskCancelledError, a subclass, for a cancel)."""
         task = self.submit(document, language=language, profile=profile, pages=pages, dpi=dpi)
         task = self.wait(task.task_id, timeout=timeout)
         if task.state != ocr_pb2.TASK_STATE_COMPLETED:
-            raise TaskFailedError(task)
+            raise task_failed(task)
         return self.result(task.task_id).result
 
-
-def _receive(
-    responses: Iterable[ocr_pb2.ExportResultResponse], file: BinaryIO
-) -> ocr_pb2.ExportedFile:
-    """Write the chunks after the header to `file`, checking size and SHA-256 at the end."""
-    header: ocr_pb2.ExportedFile | None = None
-    digest = hashlib.sha256()
-    size = 0
-    for response in responses:
-        if response.HasField("file"):
-            header = response.file
-            continue
-        if header is None:
-            raise ExportError("the server sent file data before the file's header")
-        digest.update(response.chunk)
-        size += len(response.chunk)
-        file.write(response.chunk)
-    if header is None:
-        raise ExportError("the server ended the stream without a file")
-    if size != header.size_bytes or digest.hexdigest() != header.sha256:
-        raise ExportError(
-            f"{header.filename} arrived damaged: {size} bytes with SHA-256 {digest.hexdigest()}, "
-            f"expected {header.size_bytes} bytes with {header.sha256}"
-        )
-    return header
+    def _call(self, method: Callable[..., R], request: object) -> R:
+        try:
+            return method(request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc

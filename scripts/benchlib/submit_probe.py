@@ -33,6 +33,7 @@ def main(target: str, token: str, document: Path, profile: str) -> None:
     threading.Thread(target=wait_for_stdin_to_close, daemon=True).start()
     latencies: list[float] = []
     with OcrClient(target, token, timeout=60) as client:
+        client.capabilities()  # the SDK learns the server's limits once: not a Submit's cost
         while True:  # at least one Submit, however short the run
             before = time.perf_counter()
             task = client.submit(content, profile=profile, filename=document.name)

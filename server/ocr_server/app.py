@@ -32,6 +32,9 @@ from ocr_server.errors import DamagedEntryError
 from ocr_server.exports import Exporter
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.tasks.submission import Submission, SubmissionLimits
+from ocr_server.telemetry.logs import TaskEventLog
+from ocr_server.telemetry.metrics import Metrics, ServerGauges
+from ocr_server.telemetry.observer import Fanout, TaskObserver
 from ocr_server.workers.pool import WorkerPool
 from ocr_server.workers.worker import WorkerConfig
 
@@ -75,6 +78,7 @@ class OcrServer:
                 fake_rules=config.fake_rules,
                 state_dir=config.data_dir,
                 limits=limits,
+                log_format=config.log_format,
             ),
             page_timeout=config.page_timeout,
             recycle_after=config.recycle_after,
@@ -88,15 +92,29 @@ class OcrServer:
             max_store_bytes=config.max_store_mb * MIB,
             on_work=self.pool.wake,
         )
-        self.manager = TaskManager(self.backend)
+        self.metrics: Metrics | None = None
+        observers: list[TaskObserver] = [TaskEventLog()]
+        if config.metrics_listen:
+            self.metrics = Metrics(
+                ServerGauges(
+                    tasks_by_tenant_and_state=self.backend.unfinished_by_tenant,
+                    queue_depth=self.backend.queue_depth,
+                    store_bytes=self.backend.store_bytes,
+                    worker_restarts=lambda: self.pool.restarts,
+                )
+            )
+            observers.append(self.metrics)
+        self.observer = Fanout(observers)
+        self.manager = TaskManager(self.backend, observer=self.observer)
         self.submission = Submission(
             self.backend,
             self.capabilities,
             SubmissionLimits(
                 result_ttl=config.result_ttl,
-                max_document_bytes=config.max_message_mb * MIB,
+                max_document_bytes=config.max_document_mb * MIB,
                 documents=limits,
             ),
+            observer=self.observer,
         )
         self.health = health.HealthServicer()
         store = config.data_dir / "store"
@@ -119,6 +137,13 @@ class OcrServer:
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
                 ("grpc.so_reuseport", 0),
+                # Keepalive (docs/deploy.md): ping each client every 2 min, so a watcher behind
+                # a dead NAT entry is noticed; accept client pings every 30 s (gRPC's default
+                # of 5 min would answer the SDK's 60 s pings with GOAWAY "too_many_pings").
+                ("grpc.keepalive_time_ms", 120_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                ("grpc.keepalive_permit_without_calls", 1),
             ],
             maximum_concurrent_rpcs=config.rpc_threads,
         )
@@ -133,9 +158,12 @@ class OcrServer:
                 "max_pages": config.max_pages,
                 "result_ttl_seconds": int(config.result_ttl),
                 "max_pending_per_tenant": config.max_pending_per_tenant,
+                "max_document_bytes": config.max_document_mb * MIB,
             },
             heartbeat=config.heartbeat,
             exporter=self.exporter,
+            observer=self.observer,
+            submit_timer=self.metrics.observe_submit if self.metrics is not None else None,
         )
         ocr_pb2_grpc.add_OcrServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -156,6 +184,14 @@ class OcrServer:
             self.health.set(name, status)
 
     def start(self) -> None:
+        if self.metrics is not None:
+            try:
+                self.metrics.serve(self.config.metrics_listen)
+            except OSError as exc:
+                raise SystemExit(
+                    f"ocr-server: cannot serve metrics on {self.config.metrics_listen}: {exc}"
+                ) from exc
+            log.info("metrics on http://%s/metrics", self.config.metrics_listen)
         self.grpc_server.start()
         log.info(
             "listening on %s (%s); loading %d workers",

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from ocr_server.config import parse_args
+from ocr_server.telemetry.logs import configure as configure_logging
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format)
     from ocr_server.app import serve  # after logging, so start-up messages show
 
     serve(config)

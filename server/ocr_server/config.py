@@ -39,6 +39,7 @@ class ServerConfig:
     max_queue: int
     max_pending_per_tenant: int
     max_message_mb: int
+    max_document_mb: int
     model_dir: Path
     default_profile: str
     profiles_file: Path | None
@@ -56,6 +57,8 @@ class ServerConfig:
     engine: str
     fake_rules: str
     log_level: str
+    log_format: str
+    metrics_listen: str
     tls_cert: Path | None
     tls_key: Path | None
     tls_client_ca: Path | None
@@ -75,7 +78,18 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
         "most pending or processing tasks of one tenant; more are RESOURCE_EXHAUSTED "
         "(0: half of --max-queue plus 2 per worker)",
     ),
-    ("max-message-mb", int, 64, "largest request message (the document) in MiB"),
+    (
+        "max-message-mb",
+        int,
+        64,
+        "largest gRPC message in MiB (a unary Submit's document); clients need the same limit",
+    ),
+    (
+        "max-document-mb",
+        int,
+        1024,
+        "largest document in MiB; SubmitStream uploads it in chunks with default message limits",
+    ),
     ("model-dir", Path, default_model_dir(), "PaddleX model directories"),
     ("default-profile", str, DEFAULT_PROFILE, "profile used when a request names none"),
     ("profiles-file", Path, None, "JSON file of extra or overriding model profiles"),
@@ -93,6 +107,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("engine", str, "paddle", "'paddle' (PaddleOCR) or 'fake' (fault injection for tests)"),
     ("fake-rules", str, "", "behaviour of the fake engine (tests only)"),
     ("log-level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ("log-format", str, "text", "'text' or 'json' (one JSON object per line)"),
+    ("metrics-listen", str, "", "serve Prometheus metrics on this host:port (off when empty)"),
     ("tls-cert", Path, None, "serve TLS with this PEM certificate chain (needs --tls-key)"),
     ("tls-key", Path, None, "PEM private key of --tls-cert"),
     ("tls-client-ca", Path, None, "require client certificates signed by these PEM CAs (mTLS)"),
@@ -119,6 +135,12 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     args = parser.parse_args(argv)
     if args.engine not in ("paddle", "fake"):
         parser.error("--engine must be 'paddle' or 'fake'")
+    if args.log_format not in ("text", "json"):
+        parser.error("--log-format must be 'text' or 'json'")
+    if args.metrics_listen and not re.fullmatch(r".*:\d+", args.metrics_listen):
+        parser.error(f"--metrics-listen {args.metrics_listen!r} is not host:port")
+    if args.max_document_mb < 1 or args.max_message_mb < 1:
+        parser.error("--max-document-mb and --max-message-mb must be at least 1")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if args.max_queue < 1 or args.max_pending_per_tenant < 0:

@@ -11,7 +11,8 @@ from ocr.v1 import ocr_pb2
 from ocr_server.engines.base import Polygon
 from ocr_server.models import PageResult, Settings, TaskRecord
 
-PAGE_SEPARATOR = "\f"
+# Between pages: a newline ends the page's last line, then a form feed (as pdftotext writes).
+PAGE_SEPARATOR = "\n\f"
 
 
 def _timestamp(seconds: float) -> Timestamp | None:
@@ -76,11 +77,17 @@ def _points(polygon: Polygon) -> list[ocr_pb2.Point]:
     return [ocr_pb2.Point(x=x, y=y) for x, y in polygon]
 
 
+def join_pages(texts: Iterable[str]) -> str:
+    """Pages' texts as one, a newline before each form feed, so that a page's last line is a
+    line for every tool that reads lines (`wc -l`, `grep`, diff)."""
+    return PAGE_SEPARATOR.join(texts)
+
+
 def build_result(pages: Iterable[PageResult]) -> bytes:
     """Assemble the final result from the page results, in page order, serialised."""
     ordered = sorted(pages, key=lambda p: p.page_number)
     result = ocr_pb2.OcrResult(
-        text=PAGE_SEPARATOR.join(p.text for p in ordered),
+        text=join_pages(p.text for p in ordered),
         pages=[page_to_proto(p) for p in ordered],
     )
     return result.SerializeToString()

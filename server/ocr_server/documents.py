@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import mmap
 import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
@@ -84,24 +86,39 @@ def detect_type(data: bytes) -> str:
     )
 
 
-def inspect_image(data: bytes, document_type: str, limits: DocumentLimits) -> DocumentInfo:
+Content = bytes | mmap.mmap
+"""A document in memory, or memory-mapped from the document store (a streamed upload is
+never read into memory whole)."""
+
+
+def _reader(data: Content) -> IO[bytes]:
+    """A file object over the document for Pillow, without copying a mapped one (an mmap has
+    read, seek and tell, all Pillow asks of a file)."""
+    if isinstance(data, mmap.mmap):
+        data.seek(0)
+        return cast(IO[bytes], data)
+    return io.BytesIO(data)
+
+
+def inspect_image(data: Content, document_type: str, limits: DocumentLimits) -> DocumentInfo:
     """Read an image's header (not its pixels) and check it against the limits."""
     if document_type == "tiff":
         return _inspect_tiff(data, limits)
     with _decoder_errors(f"the {document_type.upper()} image is damaged"):
-        with _open_image(io.BytesIO(data), document_type) as image:
+        with _open_image(_reader(data), document_type) as image:
             _check_pixels(image.size, limits, "image")
         if document_type == "png":
-            with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            with Image.open(_reader(data), formats=["PNG"]) as image:
                 image.verify()  # chunk CRCs and the end marker, without decoding pixels
-    if document_type == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+    tail = data if isinstance(data, bytes) else data[-65536:]
+    if document_type == "jpeg" and not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise InvalidDocumentError("the JPEG is truncated (no end-of-image marker)")
     if document_type == "bmp":
         _check_bmp_length(data)
     return DocumentInfo(document_type, 1)
 
 
-def _check_bmp_length(data: bytes) -> None:
+def _check_bmp_length(data: Content) -> None:
     """An uncompressed BMP's pixel rows have a known length: a shorter file was cut short."""
     if len(data) < 34 or struct.unpack_from("<I", data, 14)[0] < 40:
         return  # old OS/2 header: Pillow's decoder is the check
@@ -116,7 +133,7 @@ def _check_bmp_length(data: bytes) -> None:
             )
 
 
-def _inspect_tiff(data: bytes, limits: DocumentLimits) -> DocumentInfo:
+def _inspect_tiff(data: Content, limits: DocumentLimits) -> DocumentInfo:
     """Every page's size and data extent from the directories; the count stops past the limit."""
     try:
         pages = read_pages(data, limits.max_pages)
@@ -139,7 +156,7 @@ def _inspect_tiff(data: bytes, limits: DocumentLimits) -> DocumentInfo:
                 f"the TIFF is truncated: page {number}'s image data ends at byte "
                 f"{page.data_end:,} but the file has {len(data):,} bytes"
             )
-    with _decoder_errors("the TIFF is damaged"), _open_image(io.BytesIO(data), "tiff"):
+    with _decoder_errors("the TIFF is damaged"), _open_image(_reader(data), "tiff"):
         pass  # Pillow reads the first directory: compression and layout it can decode
     return DocumentInfo("tiff", len(pages))
 
@@ -290,7 +307,7 @@ def _decoder_errors(what: str) -> Iterator[None]:
         raise InvalidDocumentError(f"{what}: {type(exc).__name__} {_first_line(str(exc))}") from exc
 
 
-def _open_image(source: Path | io.BytesIO, document_type: str) -> Image.Image:
+def _open_image(source: Path | IO[bytes], document_type: str) -> Image.Image:
     return Image.open(source, formats=[PIL_FORMATS[document_type]])
 
 

@@ -7,8 +7,11 @@ code it maps to, so the servicer converts errors in one place and messages stay 
     ├── TaskNotFoundError              NOT_FOUND
     ├── TaskNotCompletedError          FAILED_PRECONDITION  a file of a task without a result
     ├── QueueFullError                 RESOURCE_EXHAUSTED
+    │   └── TenantLimitError           RESOURCE_EXHAUSTED
     ├── StoreFullError                 RESOURCE_EXHAUSTED
     ├── DocumentTooLargeError          RESOURCE_EXHAUSTED
+    ├── ResultTooLargeError            RESOURCE_EXHAUSTED  a whole result over one response
+    ├── RequestIdReusedError           ALREADY_EXISTS     a request_id with another document
     ├── DamagedEntryError              DATA_LOSS
     ├── DocumentMissingError           DATA_LOSS
     ├── ShuttingDownError              UNAVAILABLE
@@ -36,24 +39,29 @@ class OcrServiceError(Exception):
     """Base of every error that reaches a client as a gRPC status."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    # A short fixed word for metrics and logs (refused submits by reason): bounded labels.
+    reason: str = "internal"
 
 
 class InvalidDocumentError(OcrServiceError):
     """The document is empty, of an unsupported type, damaged, or over a limit."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "invalid_document"
 
 
 class InvalidSettingsError(OcrServiceError):
     """A recognition setting or request field is out of range or unknown."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "invalid_settings"
 
 
 class TaskNotFoundError(OcrServiceError):
     """Unknown, expired, or another tenant's task: deliberately indistinguishable."""
 
     code = grpc.StatusCode.NOT_FOUND
+    reason = "not_found"
 
     def __init__(self, task_id: str) -> None:
         shown = task_id if len(task_id) <= 64 else task_id[:64] + "..."
@@ -64,6 +72,7 @@ class TaskNotCompletedError(OcrServiceError):
     """A file was asked of a task that has no result (yet, or ever)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "not_completed"
 
     def __init__(self, record: TaskRecord) -> None:
         if record.state.is_final:
@@ -77,18 +86,27 @@ class QueueFullError(OcrServiceError):
     """Too many tasks waiting (in total or for this tenant): retry later."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "queue_full"
+
+
+class TenantLimitError(QueueFullError):
+    """This tenant has --max-pending-per-tenant tasks unfinished; others are still served."""
+
+    reason = "tenant_limit"
 
 
 class StoreFullError(OcrServiceError):
     """The task store reached its size limit: nothing is evicted to make room."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "store_full"
 
 
 class DamagedEntryError(OcrServiceError):
     """A stored entry of one task cannot be read back intact (disk damage, tampering)."""
 
     code = grpc.StatusCode.DATA_LOSS
+    reason = "damaged_entry"
 
     def __init__(self, task_id: str, what: str) -> None:
         super().__init__(
@@ -102,18 +120,35 @@ class ShuttingDownError(OcrServiceError):
     """The server is draining; another replica (or this one after restart) will serve."""
 
     code = grpc.StatusCode.UNAVAILABLE
+    reason = "shutting_down"
 
 
 class DocumentTooLargeError(OcrServiceError):
     """The document grew past the size limit while it arrived (checked chunk by chunk)."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "too_large"
+
+
+class ResultTooLargeError(OcrServiceError):
+    """A result (or one page of it) does not fit in one response within default limits."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "result_too_large"
+
+
+class RequestIdReusedError(OcrServiceError):
+    """A request_id already names a task made from another document or other settings."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "request_id_reused"
 
 
 class DocumentMissingError(OcrServiceError):
     """A document reference that names nothing stored (deleted, expired or never written)."""
 
     code = grpc.StatusCode.DATA_LOSS
+    reason = "document_missing"
 
 
 # --- task failures ------------------------------------------------------------------------

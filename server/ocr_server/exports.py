@@ -1,5 +1,6 @@
-"""ExportResult's work: find the tenant's completed task, render the asked format, and hand
-the servicer the file's size, SHA-256 and bytes.
+"""ExportResult's work: find the tenant's task and its result (a COMPLETED task's, or the pages
+a CANCELLED one finished, as GetResult), render the asked format, and hand the servicer the
+file's size, SHA-256 and bytes.
 
 Text, JSON, hOCR and ALTO are rendered from the stored result on every request (milliseconds
 a page, docs/outputs.md). The searchable PDF also needs the document, which is therefore kept

@@ -53,6 +53,8 @@ class TaskRecord:
     expires: float
     filename: str = ""
     request_id: str = ""
+    # SHA-256 of the document and settings, to tell a retry from a reused request_id.
+    request_fingerprint: str = ""
     pages_done: int = 0
     started: float = 0.0
     ended: float = 0.0

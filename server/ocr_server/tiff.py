@@ -8,6 +8,7 @@ any worker decodes it. Only classic TIFF ("II*\\0", "MM\\0*") is read; detection
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ class TiffPage:
     data_end: int  # one past the last byte of the page's strips or tiles
 
 
-def read_pages(data: bytes, limit: int) -> list[TiffPage]:
+def read_pages(data: bytes | mmap.mmap, limit: int) -> list[TiffPage]:
     """The pages in file order, at most `limit + 1` of them (more than `limit` is over it)."""
     if len(data) < 8:
         raise TiffStructureError(f"the header is cut short ({len(data)} bytes)")
@@ -74,7 +75,9 @@ def read_pages(data: bytes, limit: int) -> list[TiffPage]:
     return pages
 
 
-def _values(data: bytes, order: str, kind: int, n: int, field: int, number: int) -> np.ndarray:
+def _values(
+    data: bytes | mmap.mmap, order: str, kind: int, n: int, field: int, number: int
+) -> np.ndarray:
     """A tag's values: inline when they fit in 4 bytes, else at the offset stored there."""
     dtype = np.dtype(order + _INTEGER_TYPES[kind])
     size = dtype.itemsize * n

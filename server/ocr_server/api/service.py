@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import queue
+import time
 from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
@@ -16,10 +17,13 @@ from ocr_server.api.auth import TokenRegistry
 from ocr_server.backends.events import TaskEvents
 from ocr_server.capabilities import Capabilities
 from ocr_server.convert import task_to_proto
-from ocr_server.errors import OcrServiceError
+from ocr_server.errors import InvalidDocumentError, InvalidSettingsError, OcrServiceError
 from ocr_server.exports import Exporter
+from ocr_server.listing import parse_filter
+from ocr_server.result_pages import result_part
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.tasks.submission import Submission, SubmitOptions
+from ocr_server.telemetry.observer import Fanout, TaskObserver
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,8 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         info: dict[str, int],
         heartbeat: float,
         exporter: Exporter,
+        observer: TaskObserver | None = None,
+        submit_timer: Callable[[str, float], None] | None = None,
     ) -> None:
         self._exporter = exporter
         self._manager = manager
@@ -87,6 +93,21 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self._capabilities = capabilities
         self._info = info
         self._heartbeat = heartbeat
+        self._observer: TaskObserver = observer or Fanout(())
+        self._submit_timer = submit_timer
+
+    @contextlib.contextmanager
+    def _submitting(self, method: str, tenant: str) -> Iterator[None]:
+        """Time a Submit and tell the observers why it was refused, if it was."""
+        started = time.monotonic()
+        try:
+            yield
+        except OcrServiceError as exc:
+            self._observer.submit_refused(tenant, exc.reason, str(exc))
+            raise
+        finally:
+            if self._submit_timer is not None:
+                self._submit_timer(method, started)
 
     def _tenant(self, context: grpc.ServicerContext) -> str:
         tenant = self._tokens.tenant_from_metadata(context.invocation_metadata())
@@ -100,19 +121,35 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self, request: ocr_pb2.SubmitRequest, context: grpc.ServicerContext
     ) -> ocr_pb2.SubmitResponse:
         tenant = self._tenant(context)
-        settings = request.settings
-        options = SubmitOptions(
-            language=settings.language,
-            profile=settings.profile,
-            pages=settings.pages,
-            dpi=settings.dpi,
-            request_id=request.request_id,
-            filename=request.filename,
-            keep_document=True,  # any format may be asked until expiry (the PDF needs it)
-        )
-        record = self._submission.submit(tenant, request.content, options)
+        options = _submit_options(request.settings, request.request_id, request.filename)
+        with self._submitting("Submit", tenant):
+            record = self._submission.submit(tenant, request.content, options)
         position = self._manager.queue_position(record.task_id)
         return ocr_pb2.SubmitResponse(task=task_to_proto(record, position))
+
+    @_grpc_errors
+    def SubmitStream(
+        self, request_iterator: Iterator[ocr_pb2.SubmitStreamRequest], context: grpc.ServicerContext
+    ) -> ocr_pb2.SubmitStreamResponse:
+        tenant = self._tenant(context)
+        with self._submitting("SubmitStream", tenant):
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("part") != "header":
+                raise InvalidSettingsError(
+                    "SubmitStream's first message must carry the header (settings, request_id, "
+                    "filename), then the document in chunks"
+                )
+            header = first.header
+            options = _submit_options(header.settings, header.request_id, header.filename)
+            record = self._submission.submit_stream(
+                tenant,
+                options,
+                _chunks(request_iterator, context),
+                header.size_bytes,
+                header.sha256,
+            )
+        position = self._manager.queue_position(record.task_id)
+        return ocr_pb2.SubmitStreamResponse(task=task_to_proto(record, position))
 
     @_grpc_errors
     def GetTaskStatus(
@@ -128,8 +165,32 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         record, result = self._manager.result(self._tenant(context), request.task_id)
         response = ocr_pb2.GetResultResponse(task=task_to_proto(record))
         if result is not None:
-            response.result.ParseFromString(result)
+            part = result_part(record.task_id, result, request.page_size, request.page_token)
+            response.result.CopyFrom(part.result)
+            response.next_page_token = part.next_page_token
         return response
+
+    @_grpc_errors
+    def ListTasks(
+        self, request: ocr_pb2.ListTasksRequest, context: grpc.ServicerContext
+    ) -> ocr_pb2.ListTasksResponse:
+        tenant = self._tenant(context)
+        query = parse_filter(request.filter)
+        listed = self._manager.list_tasks(
+            tenant,
+            query.states,
+            query.created_after,
+            query.created_before,
+            request.page_size,
+            request.page_token,
+        )
+        return ocr_pb2.ListTasksResponse(
+            tasks=[
+                task_to_proto(record, self._manager.queue_position(record.task_id))
+                for record in listed.tasks
+            ],
+            next_page_token=listed.next_page_token,
+        )
 
     @_grpc_errors
     def Cancel(
@@ -203,3 +264,32 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
             default_profile=self._capabilities.default_profile,
             **self._info,
         )
+
+
+def _submit_options(
+    settings: ocr_pb2.RecognitionSettings, request_id: str, filename: str
+) -> SubmitOptions:
+    """The options of a Submit or a SubmitStream header. The document is kept until the task
+    expires, so that any result format (the searchable PDF needs the pages) can be exported."""
+    return SubmitOptions(
+        language=settings.language,
+        profile=settings.profile,
+        pages=settings.pages,
+        dpi=settings.dpi,
+        request_id=request_id,
+        filename=filename,
+        keep_document=True,
+    )
+
+
+def _chunks(
+    messages: Iterator[ocr_pb2.SubmitStreamRequest], context: grpc.ServicerContext
+) -> Iterator[bytes]:
+    """The document's bytes from the messages after the header (one chunk in memory at once).
+    A stream that ends because the client went away is not a complete document."""
+    for message in messages:
+        if message.WhichOneof("part") != "chunk":
+            raise InvalidSettingsError("SubmitStream sends the header once, first; then chunks")
+        yield message.chunk
+    if not context.is_active():
+        raise InvalidDocumentError("the upload was cancelled before its end; nothing was queued")

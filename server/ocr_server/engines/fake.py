@@ -4,7 +4,7 @@ Never the proof that recognition works (the tests run real PaddleOCR for that); 
 provoke faults that a real engine cannot be made to produce on cue. Rules pick a behaviour by
 the page image's width, so one server can hold a crashing task beside healthy ones:
 
-    OCR_FAKE_RULES="default=slow:0.2,777=crash-once,778=hang,779=crash,780=error"
+    OCR_FAKE_RULES="default=slow:0.2,777=crash-once,778=hang,779=crash,780=error,781=lines:5000"
 
 A page whose width has its own rule announces which worker holds it: the worker writes its pid
 to `<state_dir>/fake-running-<width>` as it starts the page, so a test can SIGKILL exactly that
@@ -44,8 +44,12 @@ class FakeEngine:
             os.kill(os.getpid(), signal.SIGKILL)
         elif name == "error":
             raise RuntimeError("fake engine error")
-        text = f"fake page {width}x{height}"
-        return [RecognizedLine(text, 1.0, _box(0, width, height), _even_words(text, width, height))]
+        if name == "lines":  # many lines: results larger than a message (tests of paging)
+            return [
+                _line(f"fake line {n:05d} " + "x" * 100, width, height)
+                for n in range(int(argument or 1))
+            ]
+        return [_line(f"fake page {width}x{height}", width, height)]
 
     def _announce(self, width: int) -> None:
         marker = self._state_dir / f"fake-running-{width}"
@@ -59,6 +63,11 @@ class FakeEngine:
             return False
         marker.touch()
         return True
+
+
+def _line(text: str, width: int, height: int) -> RecognizedLine:
+    """One line over the whole page, its words spread evenly across it."""
+    return RecognizedLine(text, 1.0, _box(0, width, height), _even_words(text, width, height))
 
 
 def _box(left: float, right: float, height: int) -> Polygon:

@@ -14,9 +14,16 @@ import contextlib
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Collection
 
-from ocr_server.backends.tasks import PageLease, PageOutcome, TaskBackend, TaskList
+from ocr_server.backends.tasks import (
+    LossOutcome,
+    PageLease,
+    PageOutcome,
+    TaskBackend,
+    TaskList,
+)
 from ocr_server.convert import build_result
 from ocr_server.errors import (
     DamagedEntryError,
@@ -31,14 +38,18 @@ from ocr_server.errors import (
 )
 from ocr_server.models import PageResult, TaskRecord, TaskState
 from ocr_server.tasks.ids import check_task_id
+from ocr_server.telemetry.observer import Fanout, TaskObserver
 from ocr_server.workers.messages import PageJob
 
 log = logging.getLogger(__name__)
 
 
 class TaskManager:
-    def __init__(self, backend: TaskBackend) -> None:
+    def __init__(self, backend: TaskBackend, observer: TaskObserver | None = None) -> None:
         self._backend = backend
+        self._observer: TaskObserver = observer or Fanout(())
+        self._dispatched: dict[int, float] = {}  # job id -> when it went to a worker
+        self._started: set[str] = set()  # tasks whose start was told to the observer
         self._documents = backend.documents
         self._accepting = True
         self._job_ids = itertools.count(1)
@@ -60,8 +71,13 @@ class TaskManager:
         return self._backend.queue_position(task_id)
 
     def result(self, tenant: str, task_id: str) -> tuple[TaskRecord, bytes | None]:
-        """The task and, once COMPLETED, its serialised result; DATA_LOSS if it is damaged."""
+        """The task and, once COMPLETED, its serialised result; DATA_LOSS if it is damaged.
+        A CANCELLED task's result holds the pages finished before the cancel (None if none):
+        a client that stopped a long document keeps what was read."""
         record, _ = self.find(tenant, task_id)
+        if record.state == TaskState.CANCELLED:
+            pages = self._backend.pages(task_id)
+            return record, build_result(pages.values()) if pages else None
         if record.state != TaskState.COMPLETED:
             return record, None
         result = self._backend.result(task_id)
@@ -72,8 +88,9 @@ class TaskManager:
         return record, result
 
     def export_source(self, tenant: str, task_id: str) -> tuple[TaskRecord, bytes]:
-        """A completed task's record and serialised result, for rendering a file: NOT_FOUND
-        as `result`, FAILED_PRECONDITION while it is not completed."""
+        """The record and serialised result `result` returns (a CANCELLED task's finished
+        pages too), for rendering a file: NOT_FOUND as `result`, FAILED_PRECONDITION while
+        there is no result (not yet COMPLETED, FAILED, or cancelled before any page)."""
         record, result = self.result(tenant, task_id)
         if result is None:
             raise TaskNotCompletedError(record)
@@ -88,10 +105,12 @@ class TaskManager:
 
     def cancel(self, tenant: str, task_id: str) -> TaskRecord:
         """Cancel a pending or processing task; a page in flight finishes and is dropped."""
-        self.find(tenant, task_id)
+        before, _ = self.find(tenant, task_id)
         record = self._backend.cancel(task_id)
         if record is None:
             raise TaskNotFoundError(task_id)  # expired in between
+        if not before.state.is_final:
+            self._finished(record)
         return record
 
     def list_tasks(
@@ -134,13 +153,26 @@ class TaskManager:
             )
             with self._lock:
                 self._jobs[job.job_id] = (lease, files)
+                self._dispatched[job.job_id] = time.monotonic()
+                first = lease.task_id not in self._started
+                self._started.add(lease.task_id)
+            if first:
+                record = self._backend.get(lease.task_id)
+                if record is not None:
+                    self._observer.task_started(record)
             return job
         return None
 
     def job_done(self, job: PageJob, page: PageResult) -> None:
+        with self._lock:
+            dispatched = self._dispatched.get(job.job_id, time.monotonic())
         lease = self._end_job(job)
         try:
             outcome = self._backend.page_done(lease, page)
+            if outcome != PageOutcome.DROPPED:
+                record = self._backend.get(lease.task_id)
+                if record is not None:
+                    self._observer.page_done(record, time.monotonic() - dispatched)
         except StoreFullError as exc:
             self._fail_quietly(
                 lease.task_id,
@@ -152,20 +184,23 @@ class TaskManager:
 
     def job_failed(self, job: PageJob, failure: TaskError) -> None:
         lease = self._end_job(job)
-        self._backend.fail(lease.task_id, failure)
+        self._fail(lease.task_id, failure)
 
     def job_lost(self, job: PageJob, reason: str) -> None:
         """The page's worker died: run the page once more, then fail the task. While
         shutting down the page just goes back: it runs after the restart."""
         lease = self._end_job(job)
-        if self._accepting:
-            self._backend.page_lost(lease, reason)
-        else:
+        if not self._accepting:
             self._backend.release_page(lease)
+        elif self._backend.page_lost(lease, reason) == LossOutcome.FAILED:
+            record = self._backend.get(lease.task_id)
+            if record is not None:
+                self._finished(record)
 
     def _end_job(self, job: PageJob) -> PageLease:
         with self._lock:
             lease, files = self._jobs.pop(job.job_id)
+            self._dispatched.pop(job.job_id, None)
         files.close()
         return lease
 
@@ -178,10 +213,12 @@ class TaskManager:
         pages = self._backend.pages(task_id)
         missing = [n for n in record.page_numbers if n not in pages]
         if missing:
-            self._backend.fail(task_id, PageResultLostError.on_page(missing[0]))
+            self._fail(task_id, PageResultLostError.on_page(missing[0]))
             return
         try:
-            self._backend.complete(task_id, build_result(pages.values()))
+            completed = self._backend.complete(task_id, build_result(pages.values()))
+            if completed is not None:
+                self._finished(completed)
         except StoreFullError as exc:
             self._fail_quietly(
                 task_id, ResultNotStoredError(f"the recognised text could not be stored: {exc}")
@@ -190,11 +227,22 @@ class TaskManager:
     def _fail_quietly(self, task_id: str, failure: TaskError) -> None:
         log.error("task %s: %s", task_id, failure)
         try:
-            self._backend.fail(task_id, failure)
+            self._fail(task_id, failure)
         except Exception:
             # Not even the failure could be written: the stored record still says it is
             # unfinished, so the next start runs the task again. Nothing is silently lost.
             log.exception("task %s: could not record the failure", task_id)
+
+    def _fail(self, task_id: str, failure: TaskError) -> None:
+        before = self._backend.get(task_id)
+        record = self._backend.fail(task_id, failure)
+        if record is not None and before is not None and not before.state.is_final:
+            self._finished(record)
+
+    def _finished(self, record: TaskRecord) -> None:
+        with self._lock:
+            self._started.discard(record.task_id)
+        self._observer.task_finished(record)
 
     # --- start-up, shutdown and upkeep ---------------------------------------------------
 

@@ -42,6 +42,13 @@ class Scheduler:
         self._active.pop(task_id, None)
         self._forget_owner(task_id)
 
+    def unfinished_by_owner(self) -> dict[tuple[str, str], int]:
+        """(tenant, "pending" | "processing") -> tasks, for the metrics."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for task_id, owner in self._owners.items():
+            counts[owner, "processing" if task_id in self._active else "pending"] += 1
+        return dict(counts)
+
     def unfinished_count(self, owner: str) -> int:
         """The owner's tasks still waiting or started (what the per-tenant limit counts)."""
         return self._unfinished[owner]

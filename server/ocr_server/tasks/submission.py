@@ -10,9 +10,13 @@ limit; nothing is left behind when a step fails.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import logging
-from collections.abc import Iterable
+import mmap
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ocr_server.backends.tasks import Reservation, TaskBackend
@@ -27,14 +31,22 @@ from ocr_server.documents import (
     inspect_pdf,
     parse_page_selection,
 )
-from ocr_server.errors import InvalidSettingsError, ShuttingDownError
+from ocr_server.errors import (
+    DocumentTooLargeError,
+    InvalidDocumentError,
+    InvalidSettingsError,
+    RequestIdReusedError,
+    ShuttingDownError,
+)
 from ocr_server.models import Settings, TaskRecord, TaskState
 from ocr_server.tasks.ids import new_task_id
+from ocr_server.telemetry.observer import Fanout, TaskObserver
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID = 128
 MAX_FILENAME = 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEAD_BYTES = 1024  # what type detection needs (a PDF header may follow some junk)
 
 
@@ -65,8 +77,10 @@ class Submission:
         capabilities: Capabilities,
         limits: SubmissionLimits,
         clock: Clock = system_clock,
+        observer: TaskObserver | None = None,
     ) -> None:
         self._backend = backend
+        self._observer: TaskObserver = observer or Fanout(())
         self._documents = backend.documents
         self._capabilities = capabilities
         self._limits = limits
@@ -77,21 +91,44 @@ class Submission:
         self._accepting = False
 
     def submit(self, tenant: str, content: bytes, options: SubmitOptions) -> TaskRecord:
-        """Triage the document and queue it; return the new (or idempotently same) task."""
+        """Triage the document and queue it; return the new (or idempotently same) task.
+        RequestIdReusedError when the request_id names a task of another document."""
         existing = self.check(tenant, options)
         if existing is not None:
-            return existing
+            return self._same_request(existing, options, [content])
         return self._submit(tenant, options, content, [content], content)
 
     def submit_stream(
-        self, tenant: str, options: SubmitOptions, chunks: Iterable[bytes]
+        self,
+        tenant: str,
+        options: SubmitOptions,
+        chunks: Iterable[bytes],
+        declared_size: int = 0,
+        declared_sha256: str = "",
     ) -> TaskRecord:
         """`submit` for a document that arrives in chunks (a streaming upload): it is never
         whole in memory, and one past the size limit is refused as soon as a chunk passes it
-        (DocumentTooLargeError). The type is detected from the first KiB."""
+        (DocumentTooLargeError), or before any chunk when `declared_size` (the client's word
+        for it, checked at the end) is over it. The type is detected from the first KiB.
+        `declared_sha256` (the client's SHA-256 of the document, checked at the end) lets a
+        retry be answered before any chunk is read."""
+        if declared_sha256 and not _SHA256.fullmatch(declared_sha256):
+            raise InvalidSettingsError("sha256 must be 64 lowercase hex digits")
+        limit = self._limits.max_document_bytes
+        if declared_size > limit:
+            raise DocumentTooLargeError(
+                f"the document is {declared_size:,} bytes; this server accepts documents up "
+                f"to {limit:,} bytes (--max-document-mb); split it"
+            )
         existing = self.check(tenant, options)
-        if existing is not None:
+        if existing is not None and declared_sha256:
+            fingerprint = request_fingerprint(declared_sha256, self.resolve(options))
+            _check_same_request(existing, fingerprint)
             return existing
+        if existing is not None:
+            return self._same_request(existing, options, chunks)
+        if declared_size or declared_sha256:
+            chunks = _checked(chunks, declared_size, declared_sha256)
         iterator = iter(chunks)
         read: list[bytes] = []
         while sum(map(len, read)) < _HEAD_BYTES and (chunk := next(iterator, None)) is not None:
@@ -114,6 +151,19 @@ class Submission:
             return self._admit(reservation, chunks, whole, options, settings, document_type)
         finally:
             self._backend.release(reservation)  # a no-op once admitted
+
+    def _same_request(
+        self, existing: TaskRecord, options: SubmitOptions, chunks: Iterable[bytes]
+    ) -> TaskRecord:
+        """A retry is answered with its task, whatever room is left; the same key with another
+        document or settings is refused (the document is only hashed, never stored)."""
+        digest = _Digest(chunks, self._limits.max_document_bytes)
+        for _ in digest:
+            pass
+        _check_same_request(
+            existing, request_fingerprint(digest.hexdigest(), self.resolve(options))
+        )
+        return existing
 
     def check(self, tenant: str, options: SubmitOptions) -> TaskRecord | None:
         """The checks before any document byte is looked at; the existing task when the
@@ -146,10 +196,14 @@ class Submission:
         task_id = new_task_id()
         created = self._clock()
         expires = created + self._limits.result_ttl
+        digest = _Digest(chunks)  # the writer enforces the size limit
         with self._documents.create(task_id, self._limits.max_document_bytes, expires) as writer:
-            for chunk in chunks:
+            for chunk in digest:
                 writer.write(chunk)
             ref = writer.commit()
+        fingerprint = (
+            request_fingerprint(digest.hexdigest(), settings) if options.request_id else ""
+        )
         try:
             info = self._inspect(ref, document_type, whole)
             pages = parse_page_selection(settings.pages, info.page_count)
@@ -167,6 +221,7 @@ class Submission:
                 expires=expires,
                 filename=options.filename,
                 request_id=options.request_id,
+                request_fingerprint=fingerprint,
                 document_ref=ref,
                 keep_document=options.keep_document,
             )
@@ -176,6 +231,9 @@ class Submission:
             raise
         if not admission.created:  # a concurrent Submit with the same request_id won
             self._documents.delete(ref)
+            _check_same_request(admission.record, fingerprint)
+        else:
+            self._observer.task_queued(admission.record, digest.size)
         return admission.record
 
     def _inspect(self, ref: str, document_type: str, whole: bytes | None) -> DocumentInfo:
@@ -183,8 +241,78 @@ class Submission:
         with self._documents.local_file(ref) as path:
             if document_type == "pdf":
                 return inspect_pdf(path, limits)
-            content = whole if whole is not None else path.read_bytes()
-        return inspect_image(content, document_type, limits)
+            if whole is not None:
+                return inspect_image(whole, document_type, limits)
+            # a streamed image is mapped, not read: the upload is never whole in memory
+            with (
+                path.open("rb") as file,
+                mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data,
+            ):
+                return inspect_image(data, document_type, limits)
+
+
+def request_fingerprint(document_sha256: str, settings: Settings) -> str:
+    """What makes two Submits "the same request" for request_id: the document's bytes and the
+    settings in effect (not the filename, which is bookkeeping)."""
+    material = json.dumps([document_sha256, dataclasses.astuple(settings)])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _check_same_request(existing: TaskRecord, fingerprint: str) -> None:
+    """AIP-155: a key names one request. Answering another document with the first one's task
+    would hand out the wrong result, so a reuse with different content is ALREADY_EXISTS.
+    Records from before fingerprints existed match any repeat."""
+    if existing.request_fingerprint and existing.request_fingerprint != fingerprint:
+        raise RequestIdReusedError(
+            f"request_id {existing.request_id!r} was already used for task "
+            f"{existing.task_id} with a different document or different settings; use a new "
+            "request_id for a new document (the same request_id only repeats the same Submit)"
+        )
+
+
+class _Digest:
+    """Passes chunks through, hashing and counting them, with the size limit enforced (for a
+    document that is only compared, never stored, the writer is not there to enforce it)."""
+
+    def __init__(self, chunks: Iterable[bytes], limit: int | None = None) -> None:
+        self._chunks = chunks
+        self._limit = limit
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.size += len(chunk)
+            if self._limit is not None and self.size > self._limit:
+                raise DocumentTooLargeError(
+                    f"the document is larger than this server's limit of "
+                    f"{self._limit / 2**20:.0f} MiB (--max-document-mb); split it"
+                )
+            self._hash.update(chunk)
+            yield chunk
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _checked(chunks: Iterable[bytes], size: int, sha256: str) -> Iterator[bytes]:
+    """The chunks, then a check that they match the size and digest the client announced."""
+    received = 0
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        received += len(chunk)
+        digest.update(chunk)
+        yield chunk
+    if size and received != size:
+        raise InvalidDocumentError(
+            f"the upload ended after {received:,} bytes but its header announced {size:,}; "
+            "the document was cut short, send it again"
+        )
+    if sha256 and digest.hexdigest() != sha256:
+        raise InvalidDocumentError(
+            "the document's bytes do not match the sha256 in the upload's header; it was "
+            "damaged on the way, send it again"
+        )
 
 
 def _check_text_field(name: str, value: str, limit: int) -> None:

@@ -8,6 +8,7 @@ What to run and what a result means is the job source's business (the task manag
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import multiprocessing
@@ -85,6 +86,8 @@ class WorkerPool:
         self._fatal: str | None = None
         self._thread: threading.Thread | None = None
         self._source: JobSource | None = None
+        # workers replaced, by reason ("died", "timeout", "recycled"): read by the metrics
+        self.restarts: collections.Counter[str] = collections.Counter()
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -312,6 +315,10 @@ class WorkerPool:
             self._tell(self._source.job_lost, job, reason)
         if closing or (self._fatal is not None and not worker.ready):
             return
+        if worker.retiring:
+            self.restarts["recycled"] += 1
+        else:
+            self.restarts["timeout" if "time limit" in reason else "died"] += 1
         with self._lock:
             self._spawn(worker.index)
             self._lock.notify_all()

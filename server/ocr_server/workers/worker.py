@@ -22,6 +22,7 @@ from ocr_server.engines.profiles import BUILTIN_PROFILES, Profile
 from ocr_server.errors import DamagedPageError, EngineError, InvalidDocumentError
 from ocr_server.layout import order_lines, page_text
 from ocr_server.models import PageResult
+from ocr_server.telemetry.logs import configure_worker_logging
 from ocr_server.workers.messages import (
     Fatal,
     FromWorker,
@@ -47,6 +48,7 @@ class WorkerConfig:
     fake_rules: str = ""
     state_dir: Path = Path()
     limits: DocumentLimits = field(default_factory=DocumentLimits)
+    log_format: str = "text"  # or "json", as the server's --log-format
 
 
 class EngineCache:
@@ -125,7 +127,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     die_with_parent()
     lower_priority()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format=f"worker {os.getpid()}: %(message)s")
+    configure_worker_logging(config.log_format)
     engines = EngineCache(config)
     try:
         engines.get(config.default_profile)

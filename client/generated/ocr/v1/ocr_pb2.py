@@ -26,17 +26,18 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10ocr/v1/ocr.proto\x12\x06ocr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"T\n\x13RecognitionSettings\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\r\n\x05pages\x18\x03 \x01(\t\x12\x0b\n\x03\x64pi\x18\x04 \x01(\r\"\xc9\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.ocr.v1.TaskState\x12\x13\n\x0bpages_total\x18\x03 \x01(\r\x12\x12\n\npages_done\x18\x04 \x01(\r\x12\x16\n\x0equeue_position\x18\x05 \x01(\r\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05\x65rror\x18\n \x01(\x0b\x32\x12.google.rpc.Status\x12-\n\x08settings\x18\x0b \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x10\n\x08\x66ilename\x18\x0c \x01(\t\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x15\n\rdocument_type\x18\x0e \x01(\t\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"H\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1e\n\x07polygon\x18\x03 \x03(\x0b\x32\r.ocr.v1.Point\"e\n\x04Line\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1e\n\x07polygon\x18\x03 \x03(\x0b\x32\r.ocr.v1.Point\x12\x1b\n\x05words\x18\x04 \x03(\x0b\x32\x0c.ocr.v1.Word\"\x83\x01\n\x04Page\x12\x13\n\x0bpage_number\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x1b\n\x05lines\x18\x05 \x03(\x0b\x32\x0c.ocr.v1.Line\x12\r\n\x05x_dpi\x18\x06 \x01(\x02\x12\r\n\x05y_dpi\x18\x07 \x01(\x02\"6\n\tOcrResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x1b\n\x05pages\x18\x02 \x03(\x0b\x32\x0c.ocr.v1.Page\"u\n\rSubmitRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\",\n\x0eSubmitResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\'\n\x14GetTaskStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x15GetTaskStatusResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"#\n\x10GetResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"R\n\x11GetResultResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\x12!\n\x06result\x18\x02 \x01(\x0b\x32\x11.ocr.v1.OcrResult\" \n\rCancelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\",\n\x0e\x43\x61ncelResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"/\n\x11WatchTaskResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"L\n\x13\x45xportResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x14.ocr.v1.ResultFormat\"~\n\x0c\x45xportedFile\x12$\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x14.ocr.v1.ResultFormat\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x10\n\x08\x66ilename\x18\x05 \x01(\t\"U\n\x14\x45xportResultResponse\x12$\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.ocr.v1.ExportedFileH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x18\n\x16GetCapabilitiesRequest\"?\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\"\xd2\x01\n\x17GetCapabilitiesResponse\x12\x11\n\tlanguages\x18\x01 \x03(\t\x12!\n\x08profiles\x18\x02 \x03(\x0b\x32\x0f.ocr.v1.Profile\x12\x17\n\x0f\x64\x65\x66\x61ult_profile\x18\x03 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x04\x12\x11\n\tmax_pages\x18\x05 \x01(\r\x12\x1a\n\x12result_ttl_seconds\x18\x06 \x01(\x04\x12\x1e\n\x16max_pending_per_tenant\x18\x07 \x01(\r*\xa5\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x19\n\x15TASK_STATE_PROCESSING\x10\x02\x12\x18\n\x14TASK_STATE_COMPLETED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05*\xa4\x01\n\x0cResultFormat\x12\x1d\n\x19RESULT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12RESULT_FORMAT_TEXT\x10\x01\x12\x16\n\x12RESULT_FORMAT_JSON\x10\x02\x12\x16\n\x12RESULT_FORMAT_HOCR\x10\x03\x12\x16\n\x12RESULT_FORMAT_ALTO\x10\x04\x12\x15\n\x11RESULT_FORMAT_PDF\x10\x05\x32\xf3\x03\n\nOcrService\x12\x37\n\x06Submit\x12\x15.ocr.v1.SubmitRequest\x1a\x16.ocr.v1.SubmitResponse\x12L\n\rGetTaskStatus\x12\x1c.ocr.v1.GetTaskStatusRequest\x1a\x1d.ocr.v1.GetTaskStatusResponse\x12@\n\tGetResult\x12\x18.ocr.v1.GetResultRequest\x1a\x19.ocr.v1.GetResultResponse\x12\x37\n\x06\x43\x61ncel\x12\x15.ocr.v1.CancelRequest\x1a\x16.ocr.v1.CancelResponse\x12\x42\n\tWatchTask\x12\x18.ocr.v1.WatchTaskRequest\x1a\x19.ocr.v1.WatchTaskResponse0\x01\x12K\n\x0c\x45xportResult\x12\x1b.ocr.v1.ExportResultRequest\x1a\x1c.ocr.v1.ExportResultResponse0\x01\x12R\n\x0fGetCapabilities\x12\x1e.ocr.v1.GetCapabilitiesRequest\x1a\x1f.ocr.v1.GetCapabilitiesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10ocr/v1/ocr.proto\x12\x06ocr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"T\n\x13RecognitionSettings\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\r\n\x05pages\x18\x03 \x01(\t\x12\x0b\n\x03\x64pi\x18\x04 \x01(\r\"\xc9\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.ocr.v1.TaskState\x12\x13\n\x0bpages_total\x18\x03 \x01(\r\x12\x12\n\npages_done\x18\x04 \x01(\r\x12\x16\n\x0equeue_position\x18\x05 \x01(\r\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05\x65rror\x18\n \x01(\x0b\x32\x12.google.rpc.Status\x12-\n\x08settings\x18\x0b \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x10\n\x08\x66ilename\x18\x0c \x01(\t\x12\x12\n\nrequest_id\x18\r \x01(\t\x12\x15\n\rdocument_type\x18\x0e \x01(\t\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"H\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1e\n\x07polygon\x18\x03 \x03(\x0b\x32\r.ocr.v1.Point\"e\n\x04Line\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x1e\n\x07polygon\x18\x03 \x03(\x0b\x32\r.ocr.v1.Point\x12\x1b\n\x05words\x18\x04 \x03(\x0b\x32\x0c.ocr.v1.Word\"\x83\x01\n\x04Page\x12\x13\n\x0bpage_number\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x1b\n\x05lines\x18\x05 \x03(\x0b\x32\x0c.ocr.v1.Line\x12\r\n\x05x_dpi\x18\x06 \x01(\x02\x12\r\n\x05y_dpi\x18\x07 \x01(\x02\"6\n\tOcrResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x1b\n\x05pages\x18\x02 \x03(\x0b\x32\x0c.ocr.v1.Page\"u\n\rSubmitRequest\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x10\n\x08\x66ilename\x18\x04 \x01(\t\",\n\x0eSubmitResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\\\n\x13SubmitStreamRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.ocr.v1.SubmitStreamHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x8d\x01\n\x12SubmitStreamHeader\x12-\n\x08settings\x18\x01 \x01(\x0b\x32\x1b.ocr.v1.RecognitionSettings\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"2\n\x14SubmitStreamResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"\'\n\x14GetTaskStatusRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x15GetTaskStatusResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"J\n\x10GetResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"k\n\x11GetResultResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\x12!\n\x06result\x18\x02 \x01(\x0b\x32\x11.ocr.v1.OcrResult\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\" \n\rCancelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\",\n\x0e\x43\x61ncelResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"#\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"/\n\x11WatchTaskResponse\x12\x1a\n\x04task\x18\x01 \x01(\x0b\x32\x0c.ocr.v1.Task\"L\n\x13\x45xportResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x14.ocr.v1.ResultFormat\"~\n\x0c\x45xportedFile\x12$\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x14.ocr.v1.ResultFormat\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x10\n\x08\x66ilename\x18\x05 \x01(\t\"U\n\x14\x45xportResultResponse\x12$\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x14.ocr.v1.ExportedFileH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x18\n\x16GetCapabilitiesRequest\"?\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\"\xee\x01\n\x17GetCapabilitiesResponse\x12\x11\n\tlanguages\x18\x01 \x03(\t\x12!\n\x08profiles\x18\x02 \x03(\x0b\x32\x0f.ocr.v1.Profile\x12\x17\n\x0f\x64\x65\x66\x61ult_profile\x18\x03 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x04\x12\x11\n\tmax_pages\x18\x05 \x01(\r\x12\x1a\n\x12result_ttl_seconds\x18\x06 \x01(\x04\x12\x1e\n\x16max_pending_per_tenant\x18\x07 \x01(\r\x12\x1a\n\x12max_document_bytes\x18\x08 \x01(\x04\"I\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"I\n\x11ListTasksResponse\x12\x1b\n\x05tasks\x18\x01 \x03(\x0b\x32\x0c.ocr.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa5\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_PENDING\x10\x01\x12\x19\n\x15TASK_STATE_PROCESSING\x10\x02\x12\x18\n\x14TASK_STATE_COMPLETED\x10\x03\x12\x15\n\x11TASK_STATE_FAILED\x10\x04\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x05*\xa4\x01\n\x0cResultFormat\x12\x1d\n\x19RESULT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12RESULT_FORMAT_TEXT\x10\x01\x12\x16\n\x12RESULT_FORMAT_JSON\x10\x02\x12\x16\n\x12RESULT_FORMAT_HOCR\x10\x03\x12\x16\n\x12RESULT_FORMAT_ALTO\x10\x04\x12\x15\n\x11RESULT_FORMAT_PDF\x10\x05\x32\x82\x05\n\nOcrService\x12\x37\n\x06Submit\x12\x15.ocr.v1.SubmitRequest\x1a\x16.ocr.v1.SubmitResponse\x12K\n\x0cSubmitStream\x12\x1b.ocr.v1.SubmitStreamRequest\x1a\x1c.ocr.v1.SubmitStreamResponse(\x01\x12L\n\rGetTaskStatus\x12\x1c.ocr.v1.GetTaskStatusRequest\x1a\x1d.ocr.v1.GetTaskStatusResponse\x12@\n\tGetResult\x12\x18.ocr.v1.GetResultRequest\x1a\x19.ocr.v1.GetResultResponse\x12\x37\n\x06\x43\x61ncel\x12\x15.ocr.v1.CancelRequest\x1a\x16.ocr.v1.CancelResponse\x12\x42\n\tWatchTask\x12\x18.ocr.v1.WatchTaskRequest\x1a\x19.ocr.v1.WatchTaskResponse0\x01\x12K\n\x0c\x45xportResult\x12\x1b.ocr.v1.ExportResultRequest\x1a\x1c.ocr.v1.ExportResultResponse0\x01\x12R\n\x0fGetCapabilities\x12\x1e.ocr.v1.GetCapabilitiesRequest\x1a\x1f.ocr.v1.GetCapabilitiesResponse\x12@\n\tListTasks\x12\x18.ocr.v1.ListTasksRequest\x1a\x19.ocr.v1.ListTasksResponseBQ\n\x06ocr.v1B\x08OcrProtoP\x01Z\x1focr-service/gen/go/ocr/v1;ocrv1\xaa\x02\x06Ocr.V1\xca\x02\x06Ocr\\V1\xea\x02\x07Ocr::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ocr.v1.ocr_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATE']._serialized_start=2174
-  _globals['_TASKSTATE']._serialized_end=2339
-  _globals['_RESULTFORMAT']._serialized_start=2342
-  _globals['_RESULTFORMAT']._serialized_end=2506
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\006ocr.v1B\010OcrProtoP\001Z\037ocr-service/gen/go/ocr/v1;ocrv1\252\002\006Ocr.V1\312\002\006Ocr\\V1\352\002\007Ocr::V1'
+  _globals['_TASKSTATE']._serialized_start=2706
+  _globals['_TASKSTATE']._serialized_end=2871
+  _globals['_RESULTFORMAT']._serialized_start=2874
+  _globals['_RESULTFORMAT']._serialized_end=3038
   _globals['_RECOGNITIONSETTINGS']._serialized_start=86
   _globals['_RECOGNITIONSETTINGS']._serialized_end=170
   _globals['_TASK']._serialized_start=173
@@ -55,34 +56,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST']._serialized_end=1147
   _globals['_SUBMITRESPONSE']._serialized_start=1149
   _globals['_SUBMITRESPONSE']._serialized_end=1193
-  _globals['_GETTASKSTATUSREQUEST']._serialized_start=1195
-  _globals['_GETTASKSTATUSREQUEST']._serialized_end=1234
-  _globals['_GETTASKSTATUSRESPONSE']._serialized_start=1236
-  _globals['_GETTASKSTATUSRESPONSE']._serialized_end=1287
-  _globals['_GETRESULTREQUEST']._serialized_start=1289
-  _globals['_GETRESULTREQUEST']._serialized_end=1324
-  _globals['_GETRESULTRESPONSE']._serialized_start=1326
-  _globals['_GETRESULTRESPONSE']._serialized_end=1408
-  _globals['_CANCELREQUEST']._serialized_start=1410
-  _globals['_CANCELREQUEST']._serialized_end=1442
-  _globals['_CANCELRESPONSE']._serialized_start=1444
-  _globals['_CANCELRESPONSE']._serialized_end=1488
-  _globals['_WATCHTASKREQUEST']._serialized_start=1490
-  _globals['_WATCHTASKREQUEST']._serialized_end=1525
-  _globals['_WATCHTASKRESPONSE']._serialized_start=1527
-  _globals['_WATCHTASKRESPONSE']._serialized_end=1574
-  _globals['_EXPORTRESULTREQUEST']._serialized_start=1576
-  _globals['_EXPORTRESULTREQUEST']._serialized_end=1652
-  _globals['_EXPORTEDFILE']._serialized_start=1654
-  _globals['_EXPORTEDFILE']._serialized_end=1780
-  _globals['_EXPORTRESULTRESPONSE']._serialized_start=1782
-  _globals['_EXPORTRESULTRESPONSE']._serialized_end=1867
-  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1869
-  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1893
-  _globals['_PROFILE']._serialized_start=1895
-  _globals['_PROFILE']._serialized_end=1958
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=1961
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=2171
-  _globals['_OCRSERVICE']._serialized_start=2509
-  _globals['_OCRSERVICE']._serialized_end=3008
+  _globals['_SUBMITSTREAMREQUEST']._serialized_start=1195
+  _globals['_SUBMITSTREAMREQUEST']._serialized_end=1287
+  _globals['_SUBMITSTREAMHEADER']._serialized_start=1290
+  _globals['_SUBMITSTREAMHEADER']._serialized_end=1431
+  _globals['_SUBMITSTREAMRESPONSE']._serialized_start=1433
+  _globals['_SUBMITSTREAMRESPONSE']._serialized_end=1483
+  _globals['_GETTASKSTATUSREQUEST']._serialized_start=1485
+  _globals['_GETTASKSTATUSREQUEST']._serialized_end=1524
+  _globals['_GETTASKSTATUSRESPONSE']._serialized_start=1526
+  _globals['_GETTASKSTATUSRESPONSE']._serialized_end=1577
+  _globals['_GETRESULTREQUEST']._serialized_start=1579
+  _globals['_GETRESULTREQUEST']._serialized_end=1653
+  _globals['_GETRESULTRESPONSE']._serialized_start=1655
+  _globals['_GETRESULTRESPONSE']._serialized_end=1762
+  _globals['_CANCELREQUEST']._serialized_start=1764
+  _globals['_CANCELREQUEST']._serialized_end=1796
+  _globals['_CANCELRESPONSE']._serialized_start=1798
+  _globals['_CANCELRESPONSE']._serialized_end=1842
+  _globals['_WATCHTASKREQUEST']._serialized_start=1844
+  _globals['_WATCHTASKREQUEST']._serialized_end=1879
+  _globals['_WATCHTASKRESPONSE']._serialized_start=1881
+  _globals['_WATCHTASKRESPONSE']._serialized_end=1928
+  _globals['_EXPORTRESULTREQUEST']._serialized_start=1930
+  _globals['_EXPORTRESULTREQUEST']._serialized_end=2006
+  _globals['_EXPORTEDFILE']._serialized_start=2008
+  _globals['_EXPORTEDFILE']._serialized_end=2134
+  _globals['_EXPORTRESULTRESPONSE']._serialized_start=2136
+  _globals['_EXPORTRESULTRESPONSE']._serialized_end=2221
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=2223
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=2247
+  _globals['_PROFILE']._serialized_start=2249
+  _globals['_PROFILE']._serialized_end=2312
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=2315
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=2553
+  _globals['_LISTTASKSREQUEST']._serialized_start=2555
+  _globals['_LISTTASKSREQUEST']._serialized_end=2628
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2630
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2703
+  _globals['_OCRSERVICE']._serialized_start=3041
+  _globals['_OCRSERVICE']._serialized_end=3683
 # @@protoc_insertion_point(module_scope)

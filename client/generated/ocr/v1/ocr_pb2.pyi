@@ -66,7 +66,9 @@ class _ResultFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResultFo
     DESCRIPTOR: _descriptor.EnumDescriptor
     RESULT_FORMAT_UNSPECIFIED: _ResultFormat.ValueType  # 0
     RESULT_FORMAT_TEXT: _ResultFormat.ValueType  # 1
-    """UTF-8 text in reading order, pages separated by a form feed (text/plain)."""
+    """UTF-8 text in reading order, pages separated by a newline and a form feed (text/plain):
+    OcrResult.text.
+    """
     RESULT_FORMAT_JSON: _ResultFormat.ValueType  # 2
     """The OcrResult in the protobuf JSON mapping (application/json)."""
     RESULT_FORMAT_HOCR: _ResultFormat.ValueType  # 3
@@ -81,7 +83,9 @@ class ResultFormat(_ResultFormat, metaclass=_ResultFormatEnumTypeWrapper):
 
 RESULT_FORMAT_UNSPECIFIED: ResultFormat.ValueType  # 0
 RESULT_FORMAT_TEXT: ResultFormat.ValueType  # 1
-"""UTF-8 text in reading order, pages separated by a form feed (text/plain)."""
+"""UTF-8 text in reading order, pages separated by a newline and a form feed (text/plain):
+OcrResult.text.
+"""
 RESULT_FORMAT_JSON: ResultFormat.ValueType  # 2
 """The OcrResult in the protobuf JSON mapping (application/json)."""
 RESULT_FORMAT_HOCR: ResultFormat.ValueType  # 3
@@ -352,14 +356,16 @@ Global___Page: _TypeAlias = Page  # noqa: Y015
 
 @_typing.final
 class OcrResult(_message.Message):
-    """OcrResult is the recognition of a whole task."""
+    """OcrResult is the recognition of a whole task (or, from a paged GetResult, of some pages)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
     PAGES_FIELD_NUMBER: _builtins.int
     text: _builtins.str
-    """All pages' text in reading order, pages separated by a form feed."""
+    """The pages' text in reading order, pages separated by a newline and a form feed ("\\n\\f"),
+    so that each page's last line ends with a newline, as pdftotext writes it.
+    """
     @_builtins.property
     def pages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Page]: ...
     def __init__(
@@ -387,8 +393,11 @@ class SubmitRequest(_message.Message):
     content: _builtins.bytes
     """The document: PNG, JPEG, BMP, TIFF (multi-page), GIF, WEBP or PDF, detected from the bytes."""
     request_id: _builtins.str
-    """Optional idempotency key (at most 128 characters): the same key from the same tenant
-    within the result lifetime returns the same task instead of queuing a new one.
+    """Optional idempotency key (at most 128 characters; a random UUID is a good choice): the same
+    key from the same tenant within the result lifetime returns the same task instead of
+    queuing a new one (AIP-155). Reusing a key with a different document or different settings
+    fails with ALREADY_EXISTS: the key already names another request's task, and answering
+    with that task would hand the client another document's result.
     """
     filename: _builtins.str
     """Optional file name, kept with the task for the client's own bookkeeping."""
@@ -429,6 +438,100 @@ class SubmitResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitResponse: _TypeAlias = SubmitResponse  # noqa: Y015
+
+@_typing.final
+class SubmitStreamRequest(_message.Message):
+    """SubmitStreamRequest is one message of a SubmitStream call: the header first, then chunks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The document's next bytes (up to 1 MiB each; any size within the message limit works)."""
+    @_builtins.property
+    def header(self) -> Global___SubmitStreamHeader:
+        """First message only."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___SubmitStreamHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___SubmitStreamRequest: _TypeAlias = SubmitStreamRequest  # noqa: Y015
+
+@_typing.final
+class SubmitStreamHeader(_message.Message):
+    """SubmitStreamHeader carries what SubmitRequest carries besides the content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """As SubmitRequest.request_id."""
+    filename: _builtins.str
+    """As SubmitRequest.filename."""
+    size_bytes: _builtins.int
+    """Optional: the document's size in bytes. When set, a document over the limit is refused
+    before any chunk is sent, and one that ends at another size is INVALID_ARGUMENT.
+    """
+    sha256: _builtins.str
+    """Optional: the document's SHA-256, 64 lowercase hex digits. When set, a retry (a request_id
+    that already names a task) is answered before any chunk is read, and a document whose
+    bytes do not match is INVALID_ARGUMENT. Without it a retry's bytes are read and hashed to
+    tell a retry from a reused request_id.
+    """
+    @_builtins.property
+    def settings(self) -> Global___RecognitionSettings: ...
+    def __init__(
+        self,
+        *,
+        settings: Global___RecognitionSettings | None = ...,
+        request_id: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filename", b"filename", "request_id", b"request_id", "settings", b"settings", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitStreamHeader: _TypeAlias = SubmitStreamHeader  # noqa: Y015
+
+@_typing.final
+class SubmitStreamResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> Global___Task: ...
+    def __init__(
+        self,
+        *,
+        task: Global___Task | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitStreamResponse: _TypeAlias = SubmitStreamResponse  # noqa: Y015
 
 @_typing.final
 class GetTaskStatusRequest(_message.Message):
@@ -474,15 +577,25 @@ class GetResultRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TASK_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    page_size: _builtins.int
+    """Most pages to return in this response; 0 means the whole result (see GetResult). The
+    server may return fewer to keep the response under 4 MiB, and sets next_page_token then.
+    """
+    page_token: _builtins.str
+    """next_page_token of the previous response, to continue where it stopped."""
     def __init__(
         self,
         *,
         task_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -494,21 +607,27 @@ class GetResultResponse(_message.Message):
 
     TASK_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next pages; empty when this response has the last page."""
     @_builtins.property
     def task(self) -> Global___Task: ...
     @_builtins.property
     def result(self) -> Global___OcrResult:
-        """Set once task.state is COMPLETED."""
+        """Set once task.state is COMPLETED (and for a CANCELLED task, with the pages finished
+        before the cancel). With page_size, only this response's pages and their text.
+        """
 
     def __init__(
         self,
         *,
         task: Global___Task | None = ...,
         result: Global___OcrResult | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "result", b"result", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -736,6 +855,7 @@ class GetCapabilitiesResponse(_message.Message):
     MAX_PAGES_FIELD_NUMBER: _builtins.int
     RESULT_TTL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_PENDING_PER_TENANT_FIELD_NUMBER: _builtins.int
+    MAX_DOCUMENT_BYTES_FIELD_NUMBER: _builtins.int
     default_profile: _builtins.str
     max_message_bytes: _builtins.int
     """Largest request message the server accepts."""
@@ -747,6 +867,8 @@ class GetCapabilitiesResponse(_message.Message):
     """Most tasks one tenant may have PENDING or PROCESSING at once; beyond, Submit is
     RESOURCE_EXHAUSTED for that tenant while other tenants are still served.
     """
+    max_document_bytes: _builtins.int
+    """Largest document SubmitStream accepts, in bytes."""
     @_builtins.property
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -761,11 +883,71 @@ class GetCapabilitiesResponse(_message.Message):
         max_pages: _builtins.int = ...,
         result_ttl_seconds: _builtins.int = ...,
         max_pending_per_tenant: _builtins.int = ...,
+        max_document_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_profile", b"default_profile", "languages", b"languages", "max_message_bytes", b"max_message_bytes", "max_pages", b"max_pages", "max_pending_per_tenant", b"max_pending_per_tenant", "profiles", b"profiles", "result_ttl_seconds", b"result_ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_profile", b"default_profile", "languages", b"languages", "max_document_bytes", b"max_document_bytes", "max_message_bytes", b"max_message_bytes", "max_pages", b"max_pages", "max_pending_per_tenant", b"max_pending_per_tenant", "profiles", b"profiles", "result_ttl_seconds", b"result_ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetCapabilitiesResponse: _TypeAlias = GetCapabilitiesResponse  # noqa: Y015
+
+@_typing.final
+class ListTasksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Most tasks to return; 0 means 50, at most 1000."""
+    page_token: _builtins.str
+    """next_page_token of the previous response; the other fields must not change between pages."""
+    filter: _builtins.str
+    """Optional filter (a subset of AIP-160): comparisons joined by AND, each either
+    `state = STATE` (several states: `state = PENDING OR state = PROCESSING` in parentheses)
+    or `create_time OP "RFC 3339 time"` with OP one of < <= > >=. State names with or without
+    the TASK_STATE_ prefix. Example:
+    `(state = COMPLETED OR state = FAILED) AND create_time >= "2025-01-31T00:00:00Z"`.
+    """
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksRequest: _TypeAlias = ListTasksRequest  # noqa: Y015
+
+@_typing.final
+class ListTasksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next tasks; empty after the last."""
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]:
+        """Newest first; without results."""
+
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[Global___Task] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015

@@ -29,6 +29,19 @@ class OcrServiceStub:
     """OcrService recognises text in images and scanned PDFs through a persistent task queue.
     Every RPC needs `authorization: Bearer <token>` metadata; a task is visible only to the
     tenant whose token submitted it (others get NOT_FOUND, as for an id that never existed).
+
+    Message sizes. gRPC refuses messages over 4 MiB by default, on both sides, in every
+    language. This API is built so that a client with the default limits can do everything:
+    documents above 3 MiB go through SubmitStream in chunks (the server's whole-document limit,
+    GetCapabilitiesResponse.max_document_bytes, is checked as they arrive), results are
+    fetched in parts with GetResult's page_size/page_token, each response under 4 MiB, and
+    result files come from ExportResult in chunks of 256 KiB. The server accepts unary
+    messages up to GetCapabilitiesResponse.max_message_bytes (the server's --max-message-mb,
+    64 MiB by default); a client that sends larger unary Submits must raise
+    its own limit too (Python: grpc.max_send_message_length and grpc.max_receive_message_length
+    channel options; Node @grpc/grpc-js: "grpc.max_send_message_length" and
+    "grpc.max_receive_message_length"; Go: grpc.MaxCallSendMsgSize / MaxCallRecvMsgSize; Java:
+    maxInboundMessageSize), and so must any proxy in between.
     """
 
     def __init__(self, channel):
@@ -41,6 +54,11 @@ class OcrServiceStub:
                 '/ocr.v1.OcrService/Submit',
                 request_serializer=ocr_dot_v1_dot_ocr__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=ocr_dot_v1_dot_ocr__pb2.SubmitResponse.FromString,
+                _registered_method=True)
+        self.SubmitStream = channel.stream_unary(
+                '/ocr.v1.OcrService/SubmitStream',
+                request_serializer=ocr_dot_v1_dot_ocr__pb2.SubmitStreamRequest.SerializeToString,
+                response_deserializer=ocr_dot_v1_dot_ocr__pb2.SubmitStreamResponse.FromString,
                 _registered_method=True)
         self.GetTaskStatus = channel.unary_unary(
                 '/ocr.v1.OcrService/GetTaskStatus',
@@ -72,18 +90,49 @@ class OcrServiceStub:
                 request_serializer=ocr_dot_v1_dot_ocr__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=ocr_dot_v1_dot_ocr__pb2.GetCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/ocr.v1.OcrService/ListTasks',
+                request_serializer=ocr_dot_v1_dot_ocr__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=ocr_dot_v1_dot_ocr__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
 
 
 class OcrServiceServicer:
     """OcrService recognises text in images and scanned PDFs through a persistent task queue.
     Every RPC needs `authorization: Bearer <token>` metadata; a task is visible only to the
     tenant whose token submitted it (others get NOT_FOUND, as for an id that never existed).
+
+    Message sizes. gRPC refuses messages over 4 MiB by default, on both sides, in every
+    language. This API is built so that a client with the default limits can do everything:
+    documents above 3 MiB go through SubmitStream in chunks (the server's whole-document limit,
+    GetCapabilitiesResponse.max_document_bytes, is checked as they arrive), results are
+    fetched in parts with GetResult's page_size/page_token, each response under 4 MiB, and
+    result files come from ExportResult in chunks of 256 KiB. The server accepts unary
+    messages up to GetCapabilitiesResponse.max_message_bytes (the server's --max-message-mb,
+    64 MiB by default); a client that sends larger unary Submits must raise
+    its own limit too (Python: grpc.max_send_message_length and grpc.max_receive_message_length
+    channel options; Node @grpc/grpc-js: "grpc.max_send_message_length" and
+    "grpc.max_receive_message_length"; Go: grpc.MaxCallSendMsgSize / MaxCallRecvMsgSize; Java:
+    maxInboundMessageSize), and so must any proxy in between.
     """
 
     def Submit(self, request, context):
         """Submit queues a document and returns its task at once (state PENDING). Fails with
         INVALID_ARGUMENT for a document or setting that cannot be processed, RESOURCE_EXHAUSTED
-        when the queue or the store is full or the tenant has too many unfinished tasks.
+        when the queue or the store is full or the tenant has too many unfinished tasks (or the
+        message is over max_message_bytes: use SubmitStream), ALREADY_EXISTS when request_id was
+        already used for another document or other settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitStream(self, request_iterator, context):
+        """SubmitStream is Submit for documents of any size: first a message with the header (settings,
+        request_id, filename), then the document's bytes in chunks of up to 1 MiB, in order. The
+        server writes the chunks to its document store as they arrive (never the whole document in
+        memory), refuses with RESOURCE_EXHAUSTED as soon as the bytes pass max_document_bytes, checks
+        the document and its page count once the client half-closes, and answers as Submit does.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,8 +146,12 @@ class OcrServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetResult(self, request, context):
-        """GetResult returns the task and, once it is COMPLETED, its result. Before that it returns
-        the task's state without a result (not an error).
+        """GetResult returns the task and, once it is COMPLETED (or CANCELLED with some pages done),
+        its result. Before that it returns the task's state without a result (not an error).
+        Large results come in parts: set page_size (and then page_token from next_page_token). A
+        request without page_size gets the whole result if it fits in one response under 4 MiB,
+        and otherwise fails with RESOURCE_EXHAUSTED naming the result's size (never a truncated
+        result).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,9 +176,11 @@ class OcrServiceServicer:
 
     def ExportResult(self, request, context):
         """ExportResult streams a COMPLETED task's result as a file (text, JSON, hOCR, ALTO or a
-        searchable PDF): first an ExportedFile header with the size and SHA-256, then the bytes
+        searchable PDF; for a CANCELLED task, the pages finished before the cancel, as GetResult
+        returns them): first an ExportedFile header with the size and SHA-256, then the bytes
         in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
-        expired or another tenant's task); FAILED_PRECONDITION while the task is not COMPLETED.
+        expired or another tenant's task); FAILED_PRECONDITION while the task has no result (not
+        yet COMPLETED, FAILED, or cancelled before any page was read).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +193,14 @@ class OcrServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """ListTasks lists the caller's own tasks, newest first, without results (AIP-132): tasks
+        still within their result lifetime, optionally filtered by state and creation time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OcrServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +208,11 @@ def add_OcrServiceServicer_to_server(servicer, server):
                     servicer.Submit,
                     request_deserializer=ocr_dot_v1_dot_ocr__pb2.SubmitRequest.FromString,
                     response_serializer=ocr_dot_v1_dot_ocr__pb2.SubmitResponse.SerializeToString,
+            ),
+            'SubmitStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitStream,
+                    request_deserializer=ocr_dot_v1_dot_ocr__pb2.SubmitStreamRequest.FromString,
+                    response_serializer=ocr_dot_v1_dot_ocr__pb2.SubmitStreamResponse.SerializeToString,
             ),
             'GetTaskStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTaskStatus,
@@ -176,6 +244,11 @@ def add_OcrServiceServicer_to_server(servicer, server):
                     request_deserializer=ocr_dot_v1_dot_ocr__pb2.GetCapabilitiesRequest.FromString,
                     response_serializer=ocr_dot_v1_dot_ocr__pb2.GetCapabilitiesResponse.SerializeToString,
             ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=ocr_dot_v1_dot_ocr__pb2.ListTasksRequest.FromString,
+                    response_serializer=ocr_dot_v1_dot_ocr__pb2.ListTasksResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'ocr.v1.OcrService', rpc_method_handlers)
@@ -188,6 +261,19 @@ class OcrService:
     """OcrService recognises text in images and scanned PDFs through a persistent task queue.
     Every RPC needs `authorization: Bearer <token>` metadata; a task is visible only to the
     tenant whose token submitted it (others get NOT_FOUND, as for an id that never existed).
+
+    Message sizes. gRPC refuses messages over 4 MiB by default, on both sides, in every
+    language. This API is built so that a client with the default limits can do everything:
+    documents above 3 MiB go through SubmitStream in chunks (the server's whole-document limit,
+    GetCapabilitiesResponse.max_document_bytes, is checked as they arrive), results are
+    fetched in parts with GetResult's page_size/page_token, each response under 4 MiB, and
+    result files come from ExportResult in chunks of 256 KiB. The server accepts unary
+    messages up to GetCapabilitiesResponse.max_message_bytes (the server's --max-message-mb,
+    64 MiB by default); a client that sends larger unary Submits must raise
+    its own limit too (Python: grpc.max_send_message_length and grpc.max_receive_message_length
+    channel options; Node @grpc/grpc-js: "grpc.max_send_message_length" and
+    "grpc.max_receive_message_length"; Go: grpc.MaxCallSendMsgSize / MaxCallRecvMsgSize; Java:
+    maxInboundMessageSize), and so must any proxy in between.
     """
 
     @staticmethod
@@ -207,6 +293,33 @@ class OcrService:
             '/ocr.v1.OcrService/Submit',
             ocr_dot_v1_dot_ocr__pb2.SubmitRequest.SerializeToString,
             ocr_dot_v1_dot_ocr__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/ocr.v1.OcrService/SubmitStream',
+            ocr_dot_v1_dot_ocr__pb2.SubmitStreamRequest.SerializeToString,
+            ocr_dot_v1_dot_ocr__pb2.SubmitStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -369,6 +482,33 @@ class OcrService:
             '/ocr.v1.OcrService/GetCapabilities',
             ocr_dot_v1_dot_ocr__pb2.GetCapabilitiesRequest.SerializeToString,
             ocr_dot_v1_dot_ocr__pb2.GetCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ocr.v1.OcrService/ListTasks',
+            ocr_dot_v1_dot_ocr__pb2.ListTasksRequest.SerializeToString,
+            ocr_dot_v1_dot_ocr__pb2.ListTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

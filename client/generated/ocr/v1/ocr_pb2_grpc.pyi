@@ -33,6 +33,19 @@ class OcrServiceStub:
     """OcrService recognises text in images and scanned PDFs through a persistent task queue.
     Every RPC needs `authorization: Bearer <token>` metadata; a task is visible only to the
     tenant whose token submitted it (others get NOT_FOUND, as for an id that never existed).
+
+    Message sizes. gRPC refuses messages over 4 MiB by default, on both sides, in every
+    language. This API is built so that a client with the default limits can do everything:
+    documents above 3 MiB go through SubmitStream in chunks (the server's whole-document limit,
+    GetCapabilitiesResponse.max_document_bytes, is checked as they arrive), results are
+    fetched in parts with GetResult's page_size/page_token, each response under 4 MiB, and
+    result files come from ExportResult in chunks of 256 KiB. The server accepts unary
+    messages up to GetCapabilitiesResponse.max_message_bytes (the server's --max-message-mb,
+    64 MiB by default); a client that sends larger unary Submits must raise
+    its own limit too (Python: grpc.max_send_message_length and grpc.max_receive_message_length
+    channel options; Node @grpc/grpc-js: "grpc.max_send_message_length" and
+    "grpc.max_receive_message_length"; Go: grpc.MaxCallSendMsgSize / MaxCallRecvMsgSize; Java:
+    maxInboundMessageSize), and so must any proxy in between.
     """
 
     @_typing.overload
@@ -42,13 +55,26 @@ class OcrServiceStub:
     Submit: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.SubmitRequest, _ocr_pb2.SubmitResponse]
     """Submit queues a document and returns its task at once (state PENDING). Fails with
     INVALID_ARGUMENT for a document or setting that cannot be processed, RESOURCE_EXHAUSTED
-    when the queue or the store is full or the tenant has too many unfinished tasks.
+    when the queue or the store is full or the tenant has too many unfinished tasks (or the
+    message is over max_message_bytes: use SubmitStream), ALREADY_EXISTS when request_id was
+    already used for another document or other settings.
+    """
+    SubmitStream: _grpc.StreamUnaryMultiCallable[_ocr_pb2.SubmitStreamRequest, _ocr_pb2.SubmitStreamResponse]
+    """SubmitStream is Submit for documents of any size: first a message with the header (settings,
+    request_id, filename), then the document's bytes in chunks of up to 1 MiB, in order. The
+    server writes the chunks to its document store as they arrive (never the whole document in
+    memory), refuses with RESOURCE_EXHAUSTED as soon as the bytes pass max_document_bytes, checks
+    the document and its page count once the client half-closes, and answers as Submit does.
     """
     GetTaskStatus: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.GetTaskStatusRequest, _ocr_pb2.GetTaskStatusResponse]
     """GetTaskStatus returns the task's state and progress, never the result."""
     GetResult: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.GetResultRequest, _ocr_pb2.GetResultResponse]
-    """GetResult returns the task and, once it is COMPLETED, its result. Before that it returns
-    the task's state without a result (not an error).
+    """GetResult returns the task and, once it is COMPLETED (or CANCELLED with some pages done),
+    its result. Before that it returns the task's state without a result (not an error).
+    Large results come in parts: set page_size (and then page_token from next_page_token). A
+    request without page_size gets the whole result if it fits in one response under 4 MiB,
+    and otherwise fails with RESOURCE_EXHAUSTED naming the result's size (never a truncated
+    result).
     """
     Cancel: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.CancelRequest, _ocr_pb2.CancelResponse]
     """Cancel stops a task: a pending one at once, a processing one after the page in flight.
@@ -61,31 +87,63 @@ class OcrServiceStub:
     """
     ExportResult: _grpc.UnaryStreamMultiCallable[_ocr_pb2.ExportResultRequest, _ocr_pb2.ExportResultResponse]
     """ExportResult streams a COMPLETED task's result as a file (text, JSON, hOCR, ALTO or a
-    searchable PDF): first an ExportedFile header with the size and SHA-256, then the bytes
+    searchable PDF; for a CANCELLED task, the pages finished before the cancel, as GetResult
+    returns them): first an ExportedFile header with the size and SHA-256, then the bytes
     in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
-    expired or another tenant's task); FAILED_PRECONDITION while the task is not COMPLETED.
+    expired or another tenant's task); FAILED_PRECONDITION while the task has no result (not
+    yet COMPLETED, FAILED, or cancelled before any page was read).
     """
     GetCapabilities: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.GetCapabilitiesRequest, _ocr_pb2.GetCapabilitiesResponse]
     """GetCapabilities lists what this server can do: languages, profiles and limits."""
+    ListTasks: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.ListTasksRequest, _ocr_pb2.ListTasksResponse]
+    """ListTasks lists the caller's own tasks, newest first, without results (AIP-132): tasks
+    still within their result lifetime, optionally filtered by state and creation time.
+    """
 
 @_typing.type_check_only
 class OcrServiceAsyncStub(OcrServiceStub):
     """OcrService recognises text in images and scanned PDFs through a persistent task queue.
     Every RPC needs `authorization: Bearer <token>` metadata; a task is visible only to the
     tenant whose token submitted it (others get NOT_FOUND, as for an id that never existed).
+
+    Message sizes. gRPC refuses messages over 4 MiB by default, on both sides, in every
+    language. This API is built so that a client with the default limits can do everything:
+    documents above 3 MiB go through SubmitStream in chunks (the server's whole-document limit,
+    GetCapabilitiesResponse.max_document_bytes, is checked as they arrive), results are
+    fetched in parts with GetResult's page_size/page_token, each response under 4 MiB, and
+    result files come from ExportResult in chunks of 256 KiB. The server accepts unary
+    messages up to GetCapabilitiesResponse.max_message_bytes (the server's --max-message-mb,
+    64 MiB by default); a client that sends larger unary Submits must raise
+    its own limit too (Python: grpc.max_send_message_length and grpc.max_receive_message_length
+    channel options; Node @grpc/grpc-js: "grpc.max_send_message_length" and
+    "grpc.max_receive_message_length"; Go: grpc.MaxCallSendMsgSize / MaxCallRecvMsgSize; Java:
+    maxInboundMessageSize), and so must any proxy in between.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Submit: _aio.UnaryUnaryMultiCallable[_ocr_pb2.SubmitRequest, _ocr_pb2.SubmitResponse]  # type: ignore[assignment]
     """Submit queues a document and returns its task at once (state PENDING). Fails with
     INVALID_ARGUMENT for a document or setting that cannot be processed, RESOURCE_EXHAUSTED
-    when the queue or the store is full or the tenant has too many unfinished tasks.
+    when the queue or the store is full or the tenant has too many unfinished tasks (or the
+    message is over max_message_bytes: use SubmitStream), ALREADY_EXISTS when request_id was
+    already used for another document or other settings.
+    """
+    SubmitStream: _aio.StreamUnaryMultiCallable[_ocr_pb2.SubmitStreamRequest, _ocr_pb2.SubmitStreamResponse]  # type: ignore[assignment]
+    """SubmitStream is Submit for documents of any size: first a message with the header (settings,
+    request_id, filename), then the document's bytes in chunks of up to 1 MiB, in order. The
+    server writes the chunks to its document store as they arrive (never the whole document in
+    memory), refuses with RESOURCE_EXHAUSTED as soon as the bytes pass max_document_bytes, checks
+    the document and its page count once the client half-closes, and answers as Submit does.
     """
     GetTaskStatus: _aio.UnaryUnaryMultiCallable[_ocr_pb2.GetTaskStatusRequest, _ocr_pb2.GetTaskStatusResponse]  # type: ignore[assignment]
     """GetTaskStatus returns the task's state and progress, never the result."""
     GetResult: _aio.UnaryUnaryMultiCallable[_ocr_pb2.GetResultRequest, _ocr_pb2.GetResultResponse]  # type: ignore[assignment]
-    """GetResult returns the task and, once it is COMPLETED, its result. Before that it returns
-    the task's state without a result (not an error).
+    """GetResult returns the task and, once it is COMPLETED (or CANCELLED with some pages done),
+    its result. Before that it returns the task's state without a result (not an error).
+    Large results come in parts: set page_size (and then page_token from next_page_token). A
+    request without page_size gets the whole result if it fits in one response under 4 MiB,
+    and otherwise fails with RESOURCE_EXHAUSTED naming the result's size (never a truncated
+    result).
     """
     Cancel: _aio.UnaryUnaryMultiCallable[_ocr_pb2.CancelRequest, _ocr_pb2.CancelResponse]  # type: ignore[assignment]
     """Cancel stops a task: a pending one at once, a processing one after the page in flight.
@@ -98,17 +156,36 @@ class OcrServiceAsyncStub(OcrServiceStub):
     """
     ExportResult: _aio.UnaryStreamMultiCallable[_ocr_pb2.ExportResultRequest, _ocr_pb2.ExportResultResponse]  # type: ignore[assignment]
     """ExportResult streams a COMPLETED task's result as a file (text, JSON, hOCR, ALTO or a
-    searchable PDF): first an ExportedFile header with the size and SHA-256, then the bytes
+    searchable PDF; for a CANCELLED task, the pages finished before the cancel, as GetResult
+    returns them): first an ExportedFile header with the size and SHA-256, then the bytes
     in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
-    expired or another tenant's task); FAILED_PRECONDITION while the task is not COMPLETED.
+    expired or another tenant's task); FAILED_PRECONDITION while the task has no result (not
+    yet COMPLETED, FAILED, or cancelled before any page was read).
     """
     GetCapabilities: _aio.UnaryUnaryMultiCallable[_ocr_pb2.GetCapabilitiesRequest, _ocr_pb2.GetCapabilitiesResponse]  # type: ignore[assignment]
     """GetCapabilities lists what this server can do: languages, profiles and limits."""
+    ListTasks: _aio.UnaryUnaryMultiCallable[_ocr_pb2.ListTasksRequest, _ocr_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """ListTasks lists the caller's own tasks, newest first, without results (AIP-132): tasks
+    still within their result lifetime, optionally filtered by state and creation time.
+    """
 
 class OcrServiceServicer(metaclass=_abc_1.ABCMeta):
     """OcrService recognises text in images and scanned PDFs through a persistent task queue.
     Every RPC needs `authorization: Bearer <token>` metadata; a task is visible only to the
     tenant whose token submitted it (others get NOT_FOUND, as for an id that never existed).
+
+    Message sizes. gRPC refuses messages over 4 MiB by default, on both sides, in every
+    language. This API is built so that a client with the default limits can do everything:
+    documents above 3 MiB go through SubmitStream in chunks (the server's whole-document limit,
+    GetCapabilitiesResponse.max_document_bytes, is checked as they arrive), results are
+    fetched in parts with GetResult's page_size/page_token, each response under 4 MiB, and
+    result files come from ExportResult in chunks of 256 KiB. The server accepts unary
+    messages up to GetCapabilitiesResponse.max_message_bytes (the server's --max-message-mb,
+    64 MiB by default); a client that sends larger unary Submits must raise
+    its own limit too (Python: grpc.max_send_message_length and grpc.max_receive_message_length
+    channel options; Node @grpc/grpc-js: "grpc.max_send_message_length" and
+    "grpc.max_receive_message_length"; Go: grpc.MaxCallSendMsgSize / MaxCallRecvMsgSize; Java:
+    maxInboundMessageSize), and so must any proxy in between.
     """
 
     @_abc_1.abstractmethod
@@ -119,7 +196,22 @@ class OcrServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ocr_pb2.SubmitResponse, _abc.Awaitable[_ocr_pb2.SubmitResponse]]:
         """Submit queues a document and returns its task at once (state PENDING). Fails with
         INVALID_ARGUMENT for a document or setting that cannot be processed, RESOURCE_EXHAUSTED
-        when the queue or the store is full or the tenant has too many unfinished tasks.
+        when the queue or the store is full or the tenant has too many unfinished tasks (or the
+        message is over max_message_bytes: use SubmitStream), ALREADY_EXISTS when request_id was
+        already used for another document or other settings.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ocr_pb2.SubmitStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_ocr_pb2.SubmitStreamResponse, _abc.Awaitable[_ocr_pb2.SubmitStreamResponse]]:
+        """SubmitStream is Submit for documents of any size: first a message with the header (settings,
+        request_id, filename), then the document's bytes in chunks of up to 1 MiB, in order. The
+        server writes the chunks to its document store as they arrive (never the whole document in
+        memory), refuses with RESOURCE_EXHAUSTED as soon as the bytes pass max_document_bytes, checks
+        the document and its page count once the client half-closes, and answers as Submit does.
         """
 
     @_abc_1.abstractmethod
@@ -136,8 +228,12 @@ class OcrServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ocr_pb2.GetResultRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ocr_pb2.GetResultResponse, _abc.Awaitable[_ocr_pb2.GetResultResponse]]:
-        """GetResult returns the task and, once it is COMPLETED, its result. Before that it returns
-        the task's state without a result (not an error).
+        """GetResult returns the task and, once it is COMPLETED (or CANCELLED with some pages done),
+        its result. Before that it returns the task's state without a result (not an error).
+        Large results come in parts: set page_size (and then page_token from next_page_token). A
+        request without page_size gets the whole result if it fits in one response under 4 MiB,
+        and otherwise fails with RESOURCE_EXHAUSTED naming the result's size (never a truncated
+        result).
         """
 
     @_abc_1.abstractmethod
@@ -168,9 +264,11 @@ class OcrServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_ocr_pb2.ExportResultResponse], _abc.AsyncIterator[_ocr_pb2.ExportResultResponse]]:
         """ExportResult streams a COMPLETED task's result as a file (text, JSON, hOCR, ALTO or a
-        searchable PDF): first an ExportedFile header with the size and SHA-256, then the bytes
+        searchable PDF; for a CANCELLED task, the pages finished before the cancel, as GetResult
+        returns them): first an ExportedFile header with the size and SHA-256, then the bytes
         in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
-        expired or another tenant's task); FAILED_PRECONDITION while the task is not COMPLETED.
+        expired or another tenant's task); FAILED_PRECONDITION while the task has no result (not
+        yet COMPLETED, FAILED, or cancelled before any page was read).
         """
 
     @_abc_1.abstractmethod
@@ -180,5 +278,15 @@ class OcrServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ocr_pb2.GetCapabilitiesResponse, _abc.Awaitable[_ocr_pb2.GetCapabilitiesResponse]]:
         """GetCapabilities lists what this server can do: languages, profiles and limits."""
+
+    @_abc_1.abstractmethod
+    def ListTasks(
+        self,
+        request: _ocr_pb2.ListTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ocr_pb2.ListTasksResponse, _abc.Awaitable[_ocr_pb2.ListTasksResponse]]:
+        """ListTasks lists the caller's own tasks, newest first, without results (AIP-132): tasks
+        still within their result lifetime, optionally filtered by state and creation time.
+        """
 
 def add_OcrServiceServicer_to_server(servicer: OcrServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

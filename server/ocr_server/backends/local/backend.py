@@ -43,6 +43,7 @@ from ocr_server.errors import (
     DocumentLostError,
     QueueFullError,
     TaskError,
+    TenantLimitError,
     WorkerDiedTwiceError,
 )
 from ocr_server.models import PageResult, TaskRecord, TaskState
@@ -170,7 +171,7 @@ class LocalTaskBackend:
         limit = self._limits.max_pending_per_tenant
         unfinished = self._scheduler.unfinished_count(tenant) + self._reserved_per_tenant[tenant]
         if unfinished >= limit:
-            raise QueueFullError(
+            raise TenantLimitError(
                 f"this tenant already has {limit} tasks pending or processing, the per-tenant "
                 "limit (--max-pending-per-tenant); submit again when some have finished"
             )
@@ -189,6 +190,22 @@ class LocalTaskBackend:
     def queue_position(self, task_id: str) -> int:
         with self._lock:
             return self._scheduler.queue_position(task_id)
+
+    # --- figures for the metrics (telemetry.metrics.ServerGauges) ----------------------------
+
+    def unfinished_by_tenant(self) -> dict[tuple[str, str], int]:
+        """(tenant, "pending" | "processing") -> tasks now."""
+        with self._lock:
+            return self._scheduler.unfinished_by_owner()
+
+    def queue_depth(self) -> int:
+        with self._lock:
+            return self._scheduler.pending_count
+
+    def store_bytes(self) -> int:
+        """Bytes on disk: records, pages, results, documents and every other volume sharing the
+        capacity, such as kept result files (what --max-store-mb caps)."""
+        return self._capacity.volume()
 
     def result(self, task_id: str) -> bytes | None:
         return self.store.get_result(task_id)
