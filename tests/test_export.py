@@ -1,9 +1,11 @@
 """ExportResult through the real server (fault-injection engine, so it runs in seconds): every
-format with its size and SHA-256, a file larger than a gRPC message through the SDK and the
-CLI, and the same NOT_FOUND rules as GetResult."""
+format with its size and SHA-256, a file larger than a gRPC message through the SDK (sync and
+asyncio) and the CLI, of a document uploaded with SubmitStream, the same NOT_FOUND rules as
+GetResult, and a cancelled task's finished pages."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -20,7 +22,14 @@ import pytest
 from PIL import Image
 
 from ocr.v1 import ocr_pb2
-from ocr_client import OcrClient
+from ocr_client import (
+    AsyncOcrClient,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OcrClient,
+)
+from ocr_client.calls import STREAM_THRESHOLD
 from tests.harness import ROOT, TOKENS, ServerProcess
 from tests.pdftext import page_size, pdftotext
 
@@ -60,6 +69,9 @@ def test_every_format_and_a_file_larger_than_a_message(
     server = make_fake_server(rules="default=echo")
     document = tmp_path / "noise.png"
     _noise_png(document, 1400, 300)
+    # Above the SDK's threshold: uploaded with SubmitStream, which must keep the document
+    # until expiry as Submit does (the PDF below is rendered over it).
+    assert document.stat().st_size > STREAM_THRESHOLD
     with server.client() as client:
         task = client.submit(document)
         _completed(client, task.task_id)
@@ -101,6 +113,18 @@ def test_every_format_and_a_file_larger_than_a_message(
     assert done.returncode == 0
     assert (tmp_path / "piped.pdf").read_bytes() == sdk_copy.read_bytes()
 
+    async def export_async() -> tuple[bytes, bytes]:
+        async with AsyncOcrClient(server.target, TOKENS["alice"]) as client:
+            await client.export(task.task_id, "pdf", tmp_path / "async.pdf")
+            buffer = io.BytesIO()
+            header = await client.export(task.task_id, ocr_pb2.RESULT_FORMAT_ALTO, buffer)
+            assert header.size_bytes == len(buffer.getvalue()) and header.media_type
+            return (tmp_path / "async.pdf").read_bytes(), buffer.getvalue()
+
+    async_pdf, async_alto = asyncio.run(export_async())
+    assert async_pdf == sdk_copy.read_bytes()
+    assert async_alto.count(b"<String ") == 3
+
     hocr_file = tmp_path / "scan.hocr"
     done = _cli(server, "recognize", str(document), "--format", "hocr", "-o", str(hocr_file))
     assert done.returncode == 0, done.stderr
@@ -119,19 +143,29 @@ def test_export_follows_get_results_rules(make_fake_server: MakeServer, tmp_path
         _completed(alice, task.task_id)
         slow = alice.submit(slow_image.getvalue())
 
-        def code_of(client: OcrClient, task_id: str, fmt: str = "pdf") -> grpc.StatusCode:
-            with pytest.raises(grpc.RpcError) as raised:
+        def code_of(client: OcrClient, task_id: str, fmt: str | int = "pdf") -> grpc.StatusCode:
+            with pytest.raises(grpc.RpcError) as raised:  # the SDK's classes are RpcErrors
                 client.export(task_id, fmt, io.BytesIO())
             return raised.value.code()  # type: ignore[no-any-return]
 
         assert code_of(bob, task.task_id) == grpc.StatusCode.NOT_FOUND  # another tenant's
         assert code_of(alice, "f" * 40) == grpc.StatusCode.NOT_FOUND  # unknown
         assert code_of(alice, slow.task_id) == grpc.StatusCode.FAILED_PRECONDITION
-        assert code_of(alice, task.task_id, ocr_pb2.RESULT_FORMAT_UNSPECIFIED) == (  # type: ignore[arg-type]
+        assert code_of(alice, task.task_id, ocr_pb2.RESULT_FORMAT_UNSPECIFIED) == (
             grpc.StatusCode.INVALID_ARGUMENT
         )
+        with pytest.raises(NotFoundError):  # the SDK's one error hierarchy
+            bob.export(task.task_id, "text", io.BytesIO())
+        with pytest.raises(FailedPreconditionError):
+            alice.export(slow.task_id, "hocr", io.BytesIO())
+        with pytest.raises(InvalidArgumentError):
+            alice.export(task.task_id, ocr_pb2.RESULT_FORMAT_UNSPECIFIED, io.BytesIO())
+        with pytest.raises(ValueError, match="unknown result format"):
+            alice.export(task.task_id, "docx", io.BytesIO())
         alice.export(task.task_id, "pdf", io.BytesIO())  # rendered and kept
         alice.cancel(slow.task_id)
+        with pytest.raises(FailedPreconditionError):  # cancelled before any page was read
+            alice.export(slow.task_id, "text", io.BytesIO())
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the result expires 6 s after submission
             try:
@@ -144,3 +178,33 @@ def test_export_follows_get_results_rules(make_fake_server: MakeServer, tmp_path
             pytest.fail("the task never expired")
         assert code_of(alice, task.task_id) == grpc.StatusCode.NOT_FOUND  # the kept PDF too
         assert code_of(alice, task.task_id, "json") == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_cancelled_tasks_finished_pages_export(
+    make_fake_server: MakeServer, tmp_path: Path
+) -> None:
+    """GetResult returns a cancelled task's finished pages; ExportResult the same pages, and
+    the searchable PDF keeps the page the cancel stopped, without text."""
+    server = make_fake_server("--shutdown-grace", "1s", rules="default=echo,640=slow:30")
+    document = tmp_path / "two.tiff"
+    first, second = Image.new("L", (320, 100), 255), Image.new("L", (640, 100), 255)
+    first.save(document, save_all=True, append_images=[second], dpi=(200, 200))
+    with server.client() as client:
+        task = client.submit(document)
+        for update in client.watch(task.task_id, timeout=60):
+            if update.pages_done == 1:
+                break
+        client.cancel(task.task_id)
+        assert client.status(task.task_id).state == ocr_pb2.TASK_STATE_CANCELLED
+        text = io.BytesIO()
+        client.export(task.task_id, "text", text)
+        assert text.getvalue() == b"fake page 320x100\n"
+        pdf = tmp_path / "two.pdf"
+        client.export(task.task_id, "pdf", pdf)
+    assert pdftotext(pdf, 1).split() == ["fake", "page", "320x100"]
+    assert pdftotext(pdf, 2).split() == []
+    assert page_size(pdf, 2) == pytest.approx((640 * 72 / 200, 100 * 72 / 200), abs=0.01)
+
+    done = _cli(server, "result", task.task_id, "--format", "hocr", "-o", str(tmp_path / "t.hocr"))
+    assert done.returncode == 4, done.stderr  # cancelled: the finished pages are written
+    assert (tmp_path / "t.hocr").read_bytes().count(b'class="ocrx_word"') == 3
