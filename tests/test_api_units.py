@@ -1,18 +1,23 @@
 """Pure parts of the API, without a server: the ListTasks filter and paging, GetResult parts,
-the text of joined pages, the SDK's error classes and result merging, the event log format."""
+the text of joined pages, the SDK's error classes, result merging and export checks, the event
+log format."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import sys
 
 import grpc
 import pytest
 
 from ocr.v1 import ocr_pb2
-from ocr_client import calls
+from ocr_client import calls, cli
 from ocr_client.errors import (
     AlreadyExistsError,
+    ExportError,
+    FailedPreconditionError,
     NotFoundError,
     OcrError,
     RpcFailedError,
@@ -138,6 +143,34 @@ def test_sdk_error_classes_keep_code_and_details() -> None:
     assert type(other) is RpcFailedError and other.code() == grpc.StatusCode.ABORTED
     cancelled = task_failed(ocr_pb2.Task(task_id="x", state=ocr_pb2.TASK_STATE_CANCELLED))
     assert isinstance(cancelled, TaskCancelledError)
+    not_yet = from_rpc_error(FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION))  # an export
+    assert isinstance(not_yet, FailedPreconditionError)
+
+
+def _received(*responses: ocr_pb2.ExportResultResponse) -> tuple[bytes, ocr_pb2.ExportedFile]:
+    receiver = calls.ExportReceiver()
+    data = b"".join(receiver.add(r) for r in responses)
+    return data, receiver.finish()
+
+
+def test_sdk_export_checks_size_and_digest() -> None:
+    body = b"%PDF-1.7 " * 1000
+    header = ocr_pb2.ExportedFile(
+        size_bytes=len(body), sha256=hashlib.sha256(body).hexdigest(), filename="a.pdf"
+    )
+    chunks = [ocr_pb2.ExportResultResponse(chunk=body[i : i + 4096]) for i in range(0, 9000, 4096)]
+    data, got = _received(ocr_pb2.ExportResultResponse(file=header), *chunks)
+    assert data == body and got == header
+    with pytest.raises(ExportError, match="arrived damaged"):  # a chunk lost on the way
+        _received(ocr_pb2.ExportResultResponse(file=header), *chunks[:-1])
+    with pytest.raises(ExportError, match="before the file's header"):
+        _received(*chunks)
+    with pytest.raises(ExportError, match="without a file"):
+        _received()
+    assert issubclass(ExportError, OcrError)
+    assert calls.export_request("t", "hocr").format == ocr_pb2.RESULT_FORMAT_HOCR
+    with pytest.raises(ValueError, match="one of: text, json, hocr, alto, pdf"):
+        calls.export_request("t", "docx")
 
 
 def test_sdk_streams_documents_above_the_unary_limit(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -169,3 +202,13 @@ def test_event_log_json_has_ids_and_no_text(caplog: pytest.LogCaptureFixture) ->
     assert lines[0]["size_bytes"] == 1234
     assert lines[1]["duration_seconds"] == 2.5 and lines[1]["level"] == "WARNING"
     assert lines[2]["reason"] == "queue_full"
+
+
+def test_cli_refuses_a_binary_format_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    # Refused before any call: nothing listens on the target.
+    code = cli.main(["--target", "127.0.0.1:9", "result", "f" * 40, "--format", "pdf"])
+    assert code == cli.EXIT_USAGE
+    assert "--format pdf is binary: write it to a file with -o FILE" in capsys.readouterr().err
