@@ -153,7 +153,7 @@ def _received(*responses: ocr_pb2.ExportResultResponse) -> tuple[bytes, ocr_pb2.
     return data, receiver.finish()
 
 
-def test_sdk_export_checks_size_and_digest() -> None:
+def test_sdk_export_checks_size_and_digest(tmp_path) -> None:  # type: ignore[no-untyped-def]
     body = b"%PDF-1.7 " * 1000
     header = ocr_pb2.ExportedFile(
         size_bytes=len(body), sha256=hashlib.sha256(body).hexdigest(), filename="a.pdf"
@@ -168,6 +168,14 @@ def test_sdk_export_checks_size_and_digest() -> None:
     with pytest.raises(ExportError, match="without a file"):
         _received()
     assert issubclass(ExportError, OcrError)
+    target = tmp_path / "out.pdf"
+    with pytest.raises(ExportError), calls.whole_or_nothing(target) as file:
+        file.write(b"half")
+        raise ExportError("damaged")
+    assert list(tmp_path.iterdir()) == []  # nothing under the real name, no .part left
+    with calls.whole_or_nothing(target) as file:
+        file.write(body)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.pdf"] and target.read_bytes() == body
     assert calls.export_request("t", "hocr").format == ocr_pb2.RESULT_FORMAT_HOCR
     with pytest.raises(ValueError, match="one of: text, json, hocr, alto, pdf"):
         calls.export_request("t", "docx")

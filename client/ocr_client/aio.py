@@ -172,16 +172,8 @@ class AsyncOcrClient:
         """As OcrClient.export; the file is written in a thread, chunk by chunk."""
         request = calls.export_request(task_id, result_format)
         if isinstance(destination, str | Path):
-            path = Path(destination)
-            partial = calls.partial_path(path)
-            try:
-                file = await asyncio.to_thread(partial.open, "wb")
-                with file:
-                    header = await self._export_into(request, file, timeout)
-                await asyncio.to_thread(partial.replace, path)
-            finally:
-                await asyncio.to_thread(partial.unlink, missing_ok=True)
-            return header
+            with calls.whole_or_nothing(destination) as file:  # opening and renaming: quick
+                return await self._export_into(request, file, timeout)
         return await self._export_into(request, destination, timeout)
 
     async def _export_into(

@@ -5,6 +5,7 @@ so both clients build exactly the same requests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ocr.v1 import ocr_pb2
 from ocr_client.errors import ExportError
@@ -221,9 +223,18 @@ def export_request(task_id: str, result_format: str | int) -> ocr_pb2.ExportResu
     return ocr_pb2.ExportResultRequest(task_id=task_id, format=result_format)  # type: ignore[arg-type]
 
 
-def partial_path(path: Path) -> Path:
-    """Where an export to `path` is written until it is whole (then renamed to `path`)."""
-    return path.with_name(path.name + ".part")
+@contextlib.contextmanager
+def whole_or_nothing(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A file to export into: written as `<path>.part`, renamed to `path` only if the block
+    ends without an error, removed otherwise (never a damaged file under the real name)."""
+    target = Path(path)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with partial.open("wb") as file:
+            yield file
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class ExportReceiver:

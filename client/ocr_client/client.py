@@ -217,15 +217,8 @@ class OcrClient:
         exports the pages finished before the cancel."""
         request = calls.export_request(task_id, result_format)
         if isinstance(destination, str | Path):
-            path = Path(destination)
-            partial = calls.partial_path(path)
-            try:
-                with partial.open("wb") as file:
-                    header = self._export_into(request, file, timeout)
-                partial.replace(path)
-            finally:
-                partial.unlink(missing_ok=True)
-            return header
+            with calls.whole_or_nothing(destination) as file:
+                return self._export_into(request, file, timeout)
         return self._export_into(request, destination, timeout)
 
     def _export_into(
