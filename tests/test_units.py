@@ -15,6 +15,7 @@ from ocr_server.documents import DocumentLimits, detect_type, inspect_image, par
 from ocr_server.engines.base import RecognizedLine
 from ocr_server.engines.profiles import BUILTIN_PROFILES, load_profiles
 from ocr_server.errors import InvalidDocumentError, InvalidSettingsError
+from ocr_server.languages.routing import LanguageRouter, Reader
 from ocr_server.layout import order_lines, page_text
 from ocr_server.tasks.scheduler import Scheduler
 
@@ -141,12 +142,16 @@ def test_token_registry(tmp_path: Path) -> None:
 
 
 def test_settings_resolution() -> None:
-    capabilities = Capabilities(("en", "zh"), BUILTIN_PROFILES, ("fast",), "fast")
+    reads = frozenset({"en", "zh"})
+    router = LanguageRouter([Reader("fast", "paddleocr", reads, reads)], "fast")
+    capabilities = Capabilities(BUILTIN_PROFILES, ("fast",), "fast", router)
     settings = capabilities.resolve("", "", "", 0)
     assert (settings.language, settings.profile, settings.dpi) == ("en", "fast", 200)
     assert capabilities.resolve("ch", "", "", 300).language == "zh"
     with pytest.raises(InvalidSettingsError, match="installed: en, zh"):
         capabilities.resolve("fr", "", "", 0)
+    with pytest.raises(InvalidSettingsError, match="unknown language 'xx'; installed: en, zh"):
+        capabilities.resolve("xx", "", "", 0)
     with pytest.raises(InvalidSettingsError, match="not installed on this server"):
         capabilities.resolve("en", "accurate", "", 0)
     with pytest.raises(InvalidSettingsError, match="out of range"):

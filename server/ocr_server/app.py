@@ -28,6 +28,7 @@ from ocr_server.capabilities import Capabilities
 from ocr_server.config import ServerConfig
 from ocr_server.documents import DocumentLimits
 from ocr_server.engines.profiles import load_profiles
+from ocr_server.engines.tesseract import find_tessdata
 from ocr_server.errors import DamagedEntryError
 from ocr_server.exports import Exporter
 from ocr_server.tasks.manager import TaskManager
@@ -59,8 +60,13 @@ class OcrServer:
             profiles = load_profiles(config.profiles_file)
         except ValueError as exc:
             raise SystemExit(f"ocr-server: {exc}") from exc
+        tessdata = find_tessdata(config.tessdata_dir)
         self.capabilities = Capabilities.discover(
-            profiles, config.model_dir, config.default_profile, fake_engine=config.engine == "fake"
+            profiles,
+            config.model_dir,
+            config.default_profile,
+            fake_engine=config.engine == "fake",
+            tessdata=tessdata,
         )
         if config.default_profile not in self.capabilities.installed_profiles:
             raise SystemExit(
@@ -79,6 +85,7 @@ class OcrServer:
                 state_dir=config.data_dir,
                 limits=limits,
                 log_format=config.log_format,
+                tessdata=tessdata,
             ),
             page_timeout=config.page_timeout,
             recycle_after=config.recycle_after,

@@ -8,21 +8,19 @@ from pathlib import Path
 
 from ocr_server.documents import DEFAULT_DPI, MAX_DPI, MIN_DPI
 from ocr_server.engines.profiles import Profile
+from ocr_server.engines.tesseract import installed_data
 from ocr_server.errors import InvalidSettingsError
+from ocr_server.languages.catalog import LANGUAGES, UnknownLanguageError, join, parse
+from ocr_server.languages.routing import LanguageRouter, Reader, Route
 from ocr_server.models import Settings
-
-# Every bundled model pair reads Chinese and English (PP-OCRv6 and PP-OCRv4 "ch" models).
-LANGUAGES = ("en", "zh")
-LANGUAGE_ALIASES = {"eng": "en", "english": "en", "ch": "zh", "chi_sim": "zh", "chinese": "zh"}
-DEFAULT_LANGUAGE = "en"
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    languages: tuple[str, ...]
     profiles: dict[str, Profile]
     installed_profiles: tuple[str, ...]
     default_profile: str
+    router: LanguageRouter
 
     @classmethod
     def discover(
@@ -31,22 +29,34 @@ class Capabilities:
         model_dir: Path,
         default_profile: str,
         fake_engine: bool,
+        tessdata: Path | None = None,
     ) -> Capabilities:
         installed = tuple(
             name for name, p in profiles.items() if fake_engine or p.is_installed(model_dir)
         )
-        return cls(LANGUAGES, profiles, installed, default_profile)
+        tesseract_data = frozenset() if fake_engine else installed_data(tessdata)
+        readers = [
+            _reader(profiles[name], model_dir, tesseract_data, fake_engine) for name in installed
+        ]
+        return cls(profiles, installed, default_profile, LanguageRouter(readers, default_profile))
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.router.installed()
+
+    def routes(self) -> tuple[Route, ...]:
+        return self.router.routes()
 
     def resolve(self, language: str, profile: str, pages: str, dpi: int) -> Settings:
         """Check a request's settings and fill in defaults; InvalidSettingsError says why."""
-        language = language.strip().lower() or DEFAULT_LANGUAGE
-        language = LANGUAGE_ALIASES.get(language, language)
-        if language not in self.languages:
+        try:
+            codes = parse(language)
+        except UnknownLanguageError as exc:
             raise InvalidSettingsError(
-                f"language {language[:40]!r} is not installed; installed: "
-                + ", ".join(self.languages)
-            )
-        profile = profile.strip() or self.default_profile
+                f"unknown language {exc.tag!r}; installed: {', '.join(self.languages)} "
+                "(BCP-47 codes such as fr, pt-BR, zh-Hant; several as en+de)"
+            ) from exc
+        profile = self.router.resolve(codes, profile.strip())
         if profile not in self.profiles:
             raise InvalidSettingsError(
                 f"unknown profile {profile[:40]!r}; known: " + ", ".join(self.profiles)
@@ -59,4 +69,22 @@ class Capabilities:
         dpi = dpi or DEFAULT_DPI
         if not MIN_DPI <= dpi <= MAX_DPI:
             raise InvalidSettingsError(f"dpi {dpi} is out of range {MIN_DPI}-{MAX_DPI}")
-        return Settings(language=language, profile=profile, pages=pages.strip(), dpi=dpi)
+        return Settings(language=join(codes), profile=profile, pages=pages.strip(), dpi=dpi)
+
+
+def _reader(
+    profile: Profile, model_dir: Path, tesseract_data: frozenset[str], fake_engine: bool
+) -> Reader:
+    """The languages one installed profile reads (at all, and well)."""
+    if profile.is_tesseract:
+        codes = frozenset(lang.code for lang in LANGUAGES if lang.tesseract in tesseract_data)
+        return Reader(profile.name, "tesseract", codes, codes)
+    measured = {lang.code for lang in LANGUAGES if profile.rec_model in lang.recognizers}
+    declared = set(profile.languages)
+    if fake_engine:  # no model files: the measured table alone
+        reads = measured | declared
+    else:
+        dictionary = profile.dictionary(model_dir)
+        reads = {lang.code for lang in LANGUAGES if set(lang.required) <= dictionary}
+    well = (measured & reads) | declared
+    return Reader(profile.name, "paddleocr", frozenset(reads | declared), frozenset(well))

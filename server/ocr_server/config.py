@@ -43,6 +43,7 @@ class ServerConfig:
     model_dir: Path
     default_profile: str
     profiles_file: Path | None
+    tessdata_dir: Path | None
     tokens: str
     tokens_file: Path | None
     page_timeout: float
@@ -93,6 +94,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("model-dir", Path, default_model_dir(), "PaddleX model directories"),
     ("default-profile", str, DEFAULT_PROFILE, "profile used when a request names none"),
     ("profiles-file", Path, None, "JSON file of extra or overriding model profiles"),
+    ("tessdata-dir", Path, None, "Tesseract language data (default: Debian's directory)"),
     ("tokens", str, "", "tenant=token pairs, comma-separated (prefer --tokens-file)"),
     ("tokens-file", Path, None, "file of 'tenant:sha256-hex' lines"),
     ("page-timeout", parse_duration, "120s", "a page taking longer kills its worker"),

@@ -9,6 +9,8 @@ from google.rpc import status_pb2
 
 from ocr.v1 import ocr_pb2
 from ocr_server.engines.base import Polygon
+from ocr_server.languages.catalog import BY_CODE
+from ocr_server.languages.routing import Route
 from ocr_server.models import PageResult, Settings, TaskRecord
 
 # Between pages: a newline ends the page's last line, then a form feed (as pdftotext writes).
@@ -70,6 +72,7 @@ def page_to_proto(page: PageResult) -> ocr_pb2.Page:
         ],
         x_dpi=page.x_dpi,
         y_dpi=page.y_dpi,
+        warnings=[ocr_pb2.PageWarning(code=w.code, message=w.message) for w in page.warnings],
     )
 
 
@@ -91,3 +94,16 @@ def build_result(pages: Iterable[PageResult]) -> bytes:
         pages=[page_to_proto(p) for p in ordered],
     )
     return result.SerializeToString()
+
+
+def language_to_proto(route: Route) -> ocr_pb2.Language:
+    language = BY_CODE[route.language]
+    return ocr_pb2.Language(
+        code=language.code,
+        name=language.name,
+        script=language.script,
+        engine=route.engine,
+        profile=route.profile,
+        profiles=list(route.profiles),
+        right_to_left=language.right_to_left,
+    )

@@ -89,6 +89,14 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
+class PageWarning:
+    """A reason to doubt a page's text (ocr.v1.PageWarning): a stable code and a message."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class PageResult:
     """One recognised page, in reading order."""
 
@@ -100,6 +108,7 @@ class PageResult:
     # The page image's resolution, pixels per inch across and down (0: not known).
     x_dpi: float = 0.0
     y_dpi: float = 0.0
+    warnings: tuple[PageWarning, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
@@ -123,7 +132,8 @@ class PageResult:
             )
             for line in data.pop("lines")
         )
-        return cls(lines=lines, **data)
+        warnings = tuple(PageWarning(**warning) for warning in data.pop("warnings", ()))
+        return cls(lines=lines, warnings=warnings, **data)
 
 
 def _polygon(points: list[list[float]]) -> Polygon:

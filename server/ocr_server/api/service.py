@@ -16,7 +16,7 @@ from ocr.v1 import ocr_pb2, ocr_pb2_grpc
 from ocr_server.api.auth import TokenRegistry
 from ocr_server.backends.events import TaskEvents
 from ocr_server.capabilities import Capabilities
-from ocr_server.convert import task_to_proto
+from ocr_server.convert import language_to_proto, task_to_proto
 from ocr_server.errors import InvalidDocumentError, InvalidSettingsError, OcrServiceError
 from ocr_server.exports import Exporter
 from ocr_server.listing import parse_filter
@@ -262,6 +262,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
                 for p in self._capabilities.profiles.values()
             ],
             default_profile=self._capabilities.default_profile,
+            supported_languages=[language_to_proto(route) for route in self._capabilities.routes()],
             **self._info,
         )
 

@@ -1,10 +1,12 @@
 """Restrict the recogniser to the request's language by masking its CTC output.
 
-The bundled recognisers read Chinese and English with one 6,900-character dictionary, so on
-an English page a dotted leader or a smudge can come out as a run of CJK characters. Zeroing
-the probabilities of characters outside the language before the per-frame argmax makes the
-model pick the best character it is allowed to (or the CTC blank) instead, which is better
-than deleting what it read afterwards.
+The bundled recognisers read Chinese, Japanese and the Latin alphabets with one dictionary
+(6,900 characters for tiny, 18,700 for small), so on an English page a dotted leader or a
+smudge can come out as a run of CJK characters, and on a French one an accent can come out
+as a Vietnamese or Czech one. Zeroing the probabilities of characters outside the language
+(its letters, languages/catalog.py, plus shared symbols) before the per-frame argmax makes
+the model pick the best character it is allowed to (or the CTC blank) instead, which is
+better than deleting what it read afterwards.
 """
 
 from __future__ import annotations
@@ -19,44 +21,43 @@ import numpy as np
 import numpy.typing as npt
 
 from ocr_server.engines.words import DecodedText
+from ocr_server.languages.catalog import COMMON_RANGES, split
 
 log = logging.getLogger(__name__)
 
-# Unicode ranges (inclusive) an English page may contain: Latin letters with their accents
-# (names, loan words), punctuation, currency, letterlike and mathematical symbols, arrows,
-# box drawing, and the Greek letters that technical text uses.
-_LATIN_RANGES = (
-    (0x0020, 0x007E),  # Basic Latin
-    (0x00A0, 0x024F),  # Latin-1 Supplement, Latin Extended-A and -B
-    (0x0370, 0x03FF),  # Greek (alpha, mu, pi, ...)
-    (0x1E00, 0x1EFF),  # Latin Extended Additional
-    (0x2010, 0x205E),  # General Punctuation (dashes, quotes, bullets, daggers)
-    (0x2070, 0x209F),  # superscripts and subscripts
-    (0x20A0, 0x20CF),  # currency symbols
-    (0x2100, 0x214F),  # letterlike symbols
-    (0x2150, 0x218F),  # number forms
-    (0x2190, 0x21FF),  # arrows
-    (0x2200, 0x22FF),  # mathematical operators
-    (0x2500, 0x25FF),  # box drawing, blocks, geometric shapes
-)
-
-# language -> predicate on a dictionary entry; a language not listed is not restricted.
-_ALLOWED: dict[str, Callable[[str], bool]] = {
-    "en": lambda token: all(any(lo <= ord(ch) <= hi for lo, hi in _LATIN_RANGES) for ch in token),
-}
+# How much more likely than the model says a space is, for Latin-script languages. The
+# bundled recognisers learnt mostly from Chinese, which has no spaces, and drop many of them
+# in English (receipts in particular: "THANK YOUFOR"); a prior on the space class restores
+# them (measured in docs/benchmarks.md).
+LATIN_SPACE_PRIOR = 3.0
 
 
-# How much more likely than the model says a space is, per restricted language. The bundled
-# recognisers learnt mostly from Chinese, which has no spaces, and drop many of them in
-# English (receipts in particular: "THANK YOUFOR"); a prior on the space class restores them
-# (measured in docs/benchmarks.md).
-SPACE_PRIOR: dict[str, float] = {"en": 3.0}
+def allowed_predicate(language: str) -> Callable[[str], bool] | None:
+    """Whether a dictionary entry may be output for a canonical language string (`en+de`):
+    the shared symbols plus each language's letters; None when a language is not restricted
+    (Chinese, Japanese, Korean: the dictionary is their own)."""
+    languages = split(language)
+    if not languages or any(lang.letters is None for lang in languages):
+        return None
+    letters = frozenset("".join(lang.letters or "" for lang in languages))
+
+    def allowed(token: str) -> bool:
+        return all(
+            ch in letters or any(lo <= ord(ch) <= hi for lo, hi in COMMON_RANGES) for ch in token
+        )
+
+    return allowed
+
+
+def space_prior(language: str) -> float:
+    languages = split(language)
+    return LATIN_SPACE_PRIOR if languages and all(x.script == "Latn" for x in languages) else 1.0
 
 
 def allowed_mask(characters: Sequence[str], language: str) -> npt.NDArray[np.bool_] | None:
     """Which dictionary entries the language allows (entry 0, the CTC blank, always), or
     None when the language is not restricted."""
-    allowed = _ALLOWED.get(language)
+    allowed = allowed_predicate(language)
     if allowed is None:
         return None
     return np.array([index == 0 or allowed(token) for index, token in enumerate(characters)])
@@ -64,7 +65,7 @@ def allowed_mask(characters: Sequence[str], language: str) -> npt.NDArray[np.boo
 
 def strip_disallowed(text: str, language: str) -> str:
     """The fallback for a recogniser that cannot be masked: drop disallowed characters."""
-    allowed = _ALLOWED.get(language)
+    allowed = allowed_predicate(language)
     return text if allowed is None else "".join(ch for ch in text if allowed(ch))
 
 
@@ -93,7 +94,7 @@ class MaskedCtcDecoder:
                 decoder = copy.copy(self._decoder)
                 decoder.character = [self._characters[i] for i in columns]
                 space = decoder.character.index(" ") if " " in decoder.character else -1
-                prior = SPACE_PRIOR.get(self.language, 1.0)
+                prior = space_prior(self.language)
                 self._restricted[self.language] = _Restriction(columns, decoder, space, prior)
         return self._restricted[self.language]
 

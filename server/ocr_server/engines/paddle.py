@@ -73,14 +73,7 @@ class PaddleOcrEngine:
 
     def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
         height, width = image.shape[:2]
-        pad = _padding(height, width)
-        # PaddleOCR expects BGR like OpenCV; our pages are RGB. The copy must be contiguous:
-        # given a reversed view, every line crop copies the whole page again (a third more
-        # CPU per page, docs/benchmarks.md).
-        if pad:
-            bgr = np.pad(image[:, :, ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
-        else:
-            bgr = np.ascontiguousarray(image[:, :, ::-1])
+        bgr, pad = bgr_for_detection(image)
         if self._decoder is not None:
             self._decoder.language = language
         results = self._pipeline.predict(bgr)
@@ -136,3 +129,17 @@ def _mask_decoder(pipeline: Any) -> MaskedCtcDecoder | None:
 def _padding(height: int, width: int) -> int:
     short = min(height, width)
     return int(max(PAD_SHARE * short, PAD_MIN)) if short < SMALL_IMAGE else 0
+
+
+def bgr_for_detection(image: Image) -> tuple[Image, int]:
+    """The page in BGR, as PaddleOCR expects (ours are RGB), with the white margin a small
+    image needs; and that margin's width. The copy must be contiguous: given a reversed view,
+    every line crop copies the whole page again (a third more CPU per page,
+    docs/benchmarks.md)."""
+    height, width = image.shape[:2]
+    pad = _padding(height, width)
+    if pad:
+        bgr = np.pad(image[:, :, ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
+    else:
+        bgr = np.ascontiguousarray(image[:, :, ::-1])
+    return bgr, pad

@@ -20,6 +20,8 @@ from ocr_server.documents import DocumentLimits, load_page, page_resolution
 from ocr_server.engines.base import OcrEngine
 from ocr_server.engines.profiles import BUILTIN_PROFILES, Profile
 from ocr_server.errors import DamagedPageError, EngineError, InvalidDocumentError
+from ocr_server.languages.catalog import split
+from ocr_server.languages.scripts import check_page
 from ocr_server.layout import order_lines, page_text
 from ocr_server.models import PageResult
 from ocr_server.telemetry.logs import configure_worker_logging
@@ -49,6 +51,7 @@ class WorkerConfig:
     state_dir: Path = Path()
     limits: DocumentLimits = field(default_factory=DocumentLimits)
     log_format: str = "text"  # or "json", as the server's --log-format
+    tessdata: Path | None = None
 
 
 class EngineCache:
@@ -63,20 +66,32 @@ class EngineCache:
             self._engines[profile] = self._build(profile)
         return self._engines[profile]
 
+    def engine_name(self, profile: str) -> str:
+        """The engine family behind a profile, as the language checks name it."""
+        return "tesseract" if self._config.profiles[profile].is_tesseract else "paddleocr"
+
     def _build(self, profile: str) -> OcrEngine:
         if self._config.engine == "fake":
             from ocr_server.engines.fake import FakeEngine
 
             return FakeEngine(self._config.fake_rules, self._config.state_dir)
+        spec = self._config.profiles[profile]
+        if spec.is_tesseract:
+            from ocr_server.engines.tesseract import TesseractEngine
+
+            return TesseractEngine(spec, self._config.model_dir, self._config.tessdata)
         from ocr_server.engines.paddle import PaddleOcrEngine
 
-        return PaddleOcrEngine(self._config.profiles[profile], self._config.model_dir)
+        return PaddleOcrEngine(spec, self._config.model_dir)
 
 
 def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> PageResult:
     image = load_page(Path(job.document_path), job.document_type, job.page_number, job.dpi, limits)
     height, width = image.shape[:2]
-    rows = order_lines(engines.get(job.profile).recognize(image, job.language))
+    lines = engines.get(job.profile).recognize(image, job.language)
+    rows = order_lines(lines)
+    if all(language.right_to_left for language in split(job.language)):
+        rows = [row[::-1] for row in rows]  # a row split in parts reads from the right
     path = Path(job.document_path)
     x_dpi, y_dpi = page_resolution(path, job.document_type, job.page_number, job.dpi)
     return PageResult(
@@ -87,6 +102,7 @@ def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -
         lines=tuple(line for row in rows for line in row),
         x_dpi=x_dpi,
         y_dpi=y_dpi,
+        warnings=check_page(lines, job.language, engines.engine_name(job.profile)),
     )
 
 

@@ -109,11 +109,16 @@ class RecognitionSettings(_message.Message):
     PAGES_FIELD_NUMBER: _builtins.int
     DPI_FIELD_NUMBER: _builtins.int
     language: _builtins.str
-    """Language of the text, e.g. "en" (default). A language whose models are not installed is
-    INVALID_ARGUMENT; GetCapabilities lists the installed ones.
+    """Language of the text as a BCP-47 code, e.g. "en" (default), "fr", "pt-BR", "zh-Hant";
+    several at once joined by "+" ("en+de") where one engine reads them all. A language that
+    is not installed is INVALID_ARGUMENT naming the installed ones (GetCapabilities lists
+    them). The task's settings hold the canonical form ("pt-BR" becomes "pt").
     """
     profile: _builtins.str
-    """Model profile, e.g. "fast" or "accurate"; empty means the server's default profile."""
+    """Model profile, e.g. "fast" or "accurate". Empty means the profile that serves the
+    language (GetCapabilities.supported_languages): the server's default where it reads the
+    language well. A profile that cannot read the language is INVALID_ARGUMENT.
+    """
     pages: _builtins.str
     """Pages to recognise in a PDF or multi-page TIFF, 1-based: "1-3,7,10-". Empty means all."""
     dpi: _builtins.int
@@ -309,6 +314,37 @@ class Line(_message.Message):
 Global___Line: _TypeAlias = Line  # noqa: Y015
 
 @_typing.final
+class PageWarning(_message.Message):
+    """PageWarning says that a page's text may be wrong although it was read: the client should
+    show it rather than trust the text silently.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """Stable, machine-readable: "SCRIPT_MISMATCH" (the text is mostly not in the requested
+    language's script), "LOW_CONFIDENCE" (the recogniser doubts most of what it read: wrong
+    language, or an unreadable scan).
+    """
+    message: _builtins.str
+    """What was found and what to do, for a person."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PageWarning: _TypeAlias = PageWarning  # noqa: Y015
+
+@_typing.final
 class Page(_message.Message):
     """Page is the recognition of one page."""
 
@@ -321,6 +357,7 @@ class Page(_message.Message):
     LINES_FIELD_NUMBER: _builtins.int
     X_DPI_FIELD_NUMBER: _builtins.int
     Y_DPI_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
     page_number: _builtins.int
     """1-based number of the page in the document."""
     width: _builtins.int
@@ -335,6 +372,10 @@ class Page(_message.Message):
     y_dpi: _builtins.float
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___Line]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedCompositeFieldContainer[Global___PageWarning]:
+        """Reasons to doubt this page's text; empty when none."""
+
     def __init__(
         self,
         *,
@@ -345,10 +386,11 @@ class Page(_message.Message):
         lines: _abc.Iterable[Global___Line] | None = ...,
         x_dpi: _builtins.float = ...,
         y_dpi: _builtins.float = ...,
+        warnings: _abc.Iterable[Global___PageWarning] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "lines", b"lines", "page_number", b"page_number", "text", b"text", "width", b"width", "x_dpi", b"x_dpi", "y_dpi", b"y_dpi"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "lines", b"lines", "page_number", b"page_number", "text", b"text", "warnings", b"warnings", "width", b"width", "x_dpi", b"x_dpi", "y_dpi", b"y_dpi"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -817,6 +859,54 @@ class GetCapabilitiesRequest(_message.Message):
 Global___GetCapabilitiesRequest: _TypeAlias = GetCapabilitiesRequest  # noqa: Y015
 
 @_typing.final
+class Language(_message.Message):
+    """Language is one language the server reads, and how."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SCRIPT_FIELD_NUMBER: _builtins.int
+    ENGINE_FIELD_NUMBER: _builtins.int
+    PROFILE_FIELD_NUMBER: _builtins.int
+    PROFILES_FIELD_NUMBER: _builtins.int
+    RIGHT_TO_LEFT_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """BCP-47 code to put in RecognitionSettings.language, e.g. "fr", "zh-Hant"."""
+    name: _builtins.str
+    """English name, e.g. "French"."""
+    script: _builtins.str
+    """ISO 15924 script, e.g. "Latn", "Cyrl", "Arab" ("Jpan": Han and kana; "Kore": Hangul)."""
+    engine: _builtins.str
+    """The engine that reads it when the request names no profile: "paddleocr" or "tesseract"."""
+    profile: _builtins.str
+    """The profile used when the request names none."""
+    right_to_left: _builtins.bool
+    """Written right to left (Arabic, Hebrew); text is still returned in logical order."""
+    @_builtins.property
+    def profiles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every installed profile that can read it (the default one first)."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        script: _builtins.str = ...,
+        engine: _builtins.str = ...,
+        profile: _builtins.str = ...,
+        profiles: _abc.Iterable[_builtins.str] | None = ...,
+        right_to_left: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "engine", b"engine", "name", b"name", "profile", b"profile", "profiles", b"profiles", "right_to_left", b"right_to_left", "script", b"script"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Language: _TypeAlias = Language  # noqa: Y015
+
+@_typing.final
 class Profile(_message.Message):
     """Profile is a named model configuration."""
 
@@ -856,6 +946,7 @@ class GetCapabilitiesResponse(_message.Message):
     RESULT_TTL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_PENDING_PER_TENANT_FIELD_NUMBER: _builtins.int
     MAX_DOCUMENT_BYTES_FIELD_NUMBER: _builtins.int
+    SUPPORTED_LANGUAGES_FIELD_NUMBER: _builtins.int
     default_profile: _builtins.str
     max_message_bytes: _builtins.int
     """Largest request message the server accepts."""
@@ -870,9 +961,15 @@ class GetCapabilitiesResponse(_message.Message):
     max_document_bytes: _builtins.int
     """Largest document SubmitStream accepts, in bytes."""
     @_builtins.property
-    def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The installed languages' codes (the same as supported_languages' codes)."""
+
     @_builtins.property
     def profiles(self) -> _containers.RepeatedCompositeFieldContainer[Global___Profile]: ...
+    @_builtins.property
+    def supported_languages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Language]:
+        """Each installed language with the engine and profile that read it."""
+
     def __init__(
         self,
         *,
@@ -884,10 +981,11 @@ class GetCapabilitiesResponse(_message.Message):
         result_ttl_seconds: _builtins.int = ...,
         max_pending_per_tenant: _builtins.int = ...,
         max_document_bytes: _builtins.int = ...,
+        supported_languages: _abc.Iterable[Global___Language] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_profile", b"default_profile", "languages", b"languages", "max_document_bytes", b"max_document_bytes", "max_message_bytes", b"max_message_bytes", "max_pages", b"max_pages", "max_pending_per_tenant", b"max_pending_per_tenant", "profiles", b"profiles", "result_ttl_seconds", b"result_ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_profile", b"default_profile", "languages", b"languages", "max_document_bytes", b"max_document_bytes", "max_message_bytes", b"max_message_bytes", "max_pages", b"max_pages", "max_pending_per_tenant", b"max_pending_per_tenant", "profiles", b"profiles", "result_ttl_seconds", b"result_ttl_seconds", "supported_languages", b"supported_languages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
