@@ -115,14 +115,24 @@ def _write(texts: Iterable[str], output: Path | None) -> None:
             handle.close()
 
 
+def _warn_about_pages(result: ocr_pb2.OcrResult) -> None:
+    """Page warnings on stderr, e.g. a page that is not in the requested language."""
+    for page in result.pages:
+        for warning in page.warnings:
+            print(f"page {page.page_number}: {warning.code}: {warning.message}", file=sys.stderr)
+
+
 def _result_texts(client: OcrClient, task_id: str, fmt: str) -> Iterable[str]:
     if fmt == "json":
-        yield _json(client.result(task_id).result)
+        result = client.result(task_id).result
+        _warn_about_pages(result)
+        yield _json(result)
         return
     first = True
     for part in client.result_parts(task_id):
         if not part.HasField("result"):
             continue
+        _warn_about_pages(part.result)
         if not first:
             yield PAGE_SEPARATOR
         yield part.result.text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ocr_server.engines.base import Image, Polygon, RecognizedLine, RecognizedWord
-from ocr_server.engines.paddle import bgr_for_detection
+from ocr_server.engines.paddle import DET_LIMIT_SIDE_LEN, bgr_for_detection
 from ocr_server.engines.profiles import ONNX_ENGINE_CONFIG, Profile
 from ocr_server.languages.catalog import split
 
@@ -36,24 +37,26 @@ TESSDATA_CANDIDATES = (
     Path("/usr/local/share/tessdata"),
 )
 
-# The same detector settings as the PaddleOCR profiles (engines/paddle.py).
-DET_LIMIT_SIDE_LEN = 960
-
-# Tesseract reads best with capitals of 20-40 pixels: a crop shorter than MIN_LINE_HEIGHT is
-# scaled up.
-MIN_LINE_HEIGHT = 40
-MAX_UPSCALE = 3.0
+# Tesseract reads a line best at a certain size: each line box (the detector's, which
+# reaches well above and below the letters) is scaled to a height in pixels, within limits.
+SCALE_LIMITS = (0.2, 3.0)
 
 # Tesseract handles (one per language combination) kept per worker; each holds its data.
 MAX_APIS = 4
 
 _PSM_SINGLE_LINE = 7
 _PSM_RAW_LINE = 13
-# (page segmentation mode, white margin as a share of the line's height) tried in turn until
-# one gives words. Single-line mode with a wide margin reads best, but it discards some
-# clean lines as noise (an Arabic line in six); raw-line mode skips that step and reads them,
-# best on a tight crop (with a wide margin it misreads the same line).
-_ATTEMPTS = ((_PSM_SINGLE_LINE, 0.5), (_PSM_RAW_LINE, 0.1))
+# (page segmentation mode, line height, white margin as a share of it) tried in turn until
+# one gives words. Single-line mode at 36 pixels reads best (Thai's stacked marks need the
+# height: 0.34% CER, 0.77% at 28), but discards some clean Arabic lines as noise (one in
+# five); smaller it keeps them; raw-line mode, which skips that step, is the last resort (on
+# a tight crop: with a wide margin it misreads). Measured in docs/languages.md.
+_ATTEMPTS = (
+    (_PSM_SINGLE_LINE, 36, 0.5),
+    (_PSM_SINGLE_LINE, 28, 0.5),
+    (_PSM_SINGLE_LINE, 20, 0.5),
+    (_PSM_RAW_LINE, 28, 0.1),
+)
 
 
 def find_tessdata(explicit: Path | None = None) -> Path | None:
@@ -137,28 +140,29 @@ class TesseractEngine:
     ) -> RecognizedLine | None:
         from PIL import Image as PilImage
 
-        words = []
-        for psm, margin in _ATTEMPTS:
-            crop, to_page = _line_crop(image, corners, margin)
+        pieces: list[_Piece] = []
+        for psm, line_height, margin in _ATTEMPTS:
+            crop, to_page = _line_crop(image, corners, line_height, margin)
             api.SetPageSegMode(psm)
             api.SetImage(PilImage.fromarray(crop))
             api.Recognize()
-            words = list(_words(api, to_page))
-            if words:
+            pieces = list(_pieces(api))
+            if pieces:
                 break
-        if not words:
+        if not pieces:
             return None
-        # The line's own text, not the words joined: Tesseract knows where its scripts put
+        # The line's own text, not the pieces joined: Tesseract knows where its scripts put
         # spaces (none between Thai or Chinese words) and orders right-to-left words.
         text = " ".join(api.GetUTF8Text().split())
-        weights = [len(word.text) for word in words]
-        confidence = float(np.average([w.confidence for w in words], weights=weights))
+        words = tuple(_word(piece, to_page) for piece in _group_by_spaces(pieces, text))
+        weights = [len(piece.text) for piece in pieces]
+        confidence = float(np.average([piece.confidence for piece in pieces], weights=weights))
         polygon: Polygon = tuple((float(x), float(y)) for x, y in corners)
-        return RecognizedLine(text, confidence, polygon, tuple(words))
+        return RecognizedLine(text, confidence, polygon, words)
 
 
 def _line_crop(
-    image: Image, corners: npt.NDArray[np.float32], margin_share: float
+    image: Image, corners: npt.NDArray[np.float32], line_height: int, margin_share: float
 ) -> tuple[Image, npt.NDArray[np.float64]]:
     """The line straightened into a rectangle with a white margin, scaled so Tesseract sees
     it at a readable size, and the transform from crop pixels back to page pixels."""
@@ -166,7 +170,7 @@ def _line_crop(
 
     top = float(np.linalg.norm(corners[1] - corners[0]))
     left = float(np.linalg.norm(corners[3] - corners[0]))
-    scale = min(MAX_UPSCALE, max(1.0, MIN_LINE_HEIGHT / max(left, 1.0)))
+    scale = min(max(line_height / max(left, 1.0), SCALE_LIMITS[0]), SCALE_LIMITS[1])
     width, height = max(1, round(top * scale)), max(1, round(left * scale))
     margin = max(4, round(margin_share * height))
     rectangle = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
@@ -174,8 +178,9 @@ def _line_crop(
     # the neighbouring lines' ascenders and descenders in, which Tesseract reads as marks.
     to_line = cv2.getPerspectiveTransform(corners, rectangle)
     to_crop = cv2.getPerspectiveTransform(corners, rectangle + np.float32(margin))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     line = cv2.warpPerspective(
-        image, to_line, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+        image, to_line, (width, height), flags=interpolation, borderMode=cv2.BORDER_REPLICATE
     )
     crop = cv2.copyMakeBorder(
         line, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=(255, 255, 255)
@@ -183,8 +188,17 @@ def _line_crop(
     return np.asarray(crop, dtype=np.uint8), np.linalg.inv(to_crop).astype(np.float64)
 
 
-def _words(api: Any, to_page: npt.NDArray[np.float64]) -> Iterable[RecognizedWord]:
-    """The recognised words in reading order, with outlines mapped back to the page."""
+@dataclass(frozen=True)
+class _Piece:
+    """A word as Tesseract segments it, its box in crop pixels (x0, y0, x1, y1)."""
+
+    text: str
+    confidence: float
+    box: tuple[int, int, int, int]
+
+
+def _pieces(api: Any) -> Iterable[_Piece]:
+    """Tesseract's words of the line just recognised, in reading order."""
     from tesserocr import RIL, iterate_level
 
     iterator = api.GetIterator()
@@ -196,14 +210,47 @@ def _words(api: Any, to_page: npt.NDArray[np.float64]) -> Iterable[RecognizedWor
         except RuntimeError:  # tesserocr's way of saying "no text here"
             continue
         box = word.BoundingBox(RIL.WORD)
-        if not text or box is None:
-            continue
-        x0, y0, x1, y1 = box
-        corners = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=float)
-        mapped = corners @ to_page.T
-        points = mapped[:, :2] / mapped[:, 2:3]
-        polygon = tuple((float(x), float(y)) for x, y in points)
-        yield RecognizedWord(text, float(word.Confidence(RIL.WORD)) / 100.0, polygon)
+        if text and box is not None:
+            yield _Piece(text, float(word.Confidence(RIL.WORD)) / 100.0, tuple(box))
+
+
+def _group_by_spaces(pieces: list[_Piece], text: str) -> list[_Piece]:
+    """Tesseract's pieces joined into the line's space-separated words: it cuts Korean and
+    Chinese into syllables or characters, where a reader (and hOCR, search) wants the words
+    between spaces. The pieces as they are when they do not spell the line's words."""
+    grouped: list[_Piece] = []
+    queue = iter(pieces)
+    for token in text.split():
+        parts: list[_Piece] = []
+        while "".join(p.text for p in parts) != token:
+            part = next(queue, None)
+            if part is None or len("".join(p.text for p in parts) + part.text) > len(token):
+                return pieces
+            parts.append(part)
+        weights = [len(p.text) for p in parts]
+        grouped.append(
+            _Piece(
+                token,
+                float(np.average([p.confidence for p in parts], weights=weights)),
+                (
+                    min(p.box[0] for p in parts),
+                    min(p.box[1] for p in parts),
+                    max(p.box[2] for p in parts),
+                    max(p.box[3] for p in parts),
+                ),
+            )
+        )
+    return grouped if next(queue, None) is None else pieces
+
+
+def _word(piece: _Piece, to_page: npt.NDArray[np.float64]) -> RecognizedWord:
+    """A piece with its box mapped from the crop back onto the page."""
+    x0, y0, x1, y1 = piece.box
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], dtype=float)
+    mapped = corners @ to_page.T
+    points = mapped[:, :2] / mapped[:, 2:3]
+    polygon = tuple((float(x), float(y)) for x, y in points)
+    return RecognizedWord(piece.text, piece.confidence, polygon)
 
 
 def _clip(line: RecognizedLine, width: int, height: int) -> RecognizedLine:
