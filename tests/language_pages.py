@@ -70,13 +70,13 @@ def family_for(language: str, seed: int) -> str:
     return SERIF if seed % 2 else "Noto Sans"
 
 
-def render_page(language: str, seed: int, lines: int = 4) -> LanguagePage:
-    """A page of `lines` sentences of `language` chosen by `seed`."""
+def render_page(language: str, seed: int, lines: int = 4, font_px: int = FONT_PX) -> LanguagePage:
+    """A page of `lines` sentences of `language` chosen by `seed`, type `font_px` high."""
     rng = random.Random(f"{language}:{seed}")
     chosen = rng.sample(SENTENCES[language], lines)
     path, index = font_file(family_for(language, seed))
-    font = ImageFont.truetype(path, FONT_PX, index=index, layout_engine=ImageFont.Layout.RAQM)
-    step = int(FONT_PX * LINE_SPACING)
+    font = ImageFont.truetype(path, font_px, index=index, layout_engine=ImageFont.Layout.RAQM)
+    step = int(font_px * LINE_SPACING)
     height = 2 * MARGIN + step * lines
     page = Image.new("L", (PAGE_WIDTH, height), 255)
     draw = ImageDraw.Draw(page)
