@@ -5,7 +5,7 @@ Two signals, both measured on rendered pages (docs/languages.md):
 - the script of the letters read: an engine that is not restricted to the language's
   letters (Tesseract, Chinese and Japanese on PaddleOCR) shows a foreign script outright;
 - the recogniser's confidence: a restricted recogniser on a foreign script still outputs the
-  allowed letters, but doubts them. PaddleOCR gives 0.97-0.99 (length-weighted mean) on
+  allowed letters, but doubts them. PaddleOCR gives 0.97-0.99 (mean line confidence) on
   pages in the requested language and 0.0-0.84 on Cyrillic, Greek, Arabic, Devanagari, Thai,
   Korean, Japanese or Chinese pages read as English; Tesseract 0.86-0.96 on its languages.
 """
