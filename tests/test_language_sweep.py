@@ -40,7 +40,7 @@ from ocr_server.engines.tesseract import (
 )
 from ocr_server.languages.catalog import BY_CODE
 from ocr_server.layout import order_lines, page_text
-from ocr_server.worker import EngineCache, WorkerConfig
+from ocr_server.workers.worker import EngineCache, WorkerConfig
 from tests.documents import require_eval, scorer
 from tests.language_pages import LanguagePage, render_page
 from tests.language_texts import SENTENCES
