@@ -293,7 +293,12 @@ REFUSED: list[Refused] = [
     Refused("pages-beyond", three_page_pdf, ("page 9", "has 3"), {"pages": "5-9"}),
     Refused("pages-not-a-list", three_page_pdf, ("page list",), {"pages": "abc"}),
     Refused("pages-zero", three_page_pdf, ("starts at 0",), {"pages": "0-2"}),
-    Refused("language-unknown", three_page_pdf, ("installed: en, zh",), {"language": "klingon"}),
+    Refused(
+        "language-unknown",
+        three_page_pdf,
+        ("unknown language 'klingon'", "installed: en, fr, de"),
+        {"language": "klingon"},
+    ),
     Refused("profile-unknown", three_page_pdf, ("unknown profile",), {"profile": "turbo"}),
     Refused(
         "request-id-10kB", one_pixel, ("request_id", "at most 128"), {"request_id": "r" * 10_240}

@@ -24,6 +24,7 @@ from ocr_server.documents import DocumentLimits
 from ocr_server.engines.profiles import BUILTIN_PROFILES
 from ocr_server.errors import DocumentTooLargeError, InvalidDocumentError, RequestIdReusedError
 from ocr_server.exports import Exporter
+from ocr_server.languages.routing import LanguageRouter, Reader
 from ocr_server.models import TaskState
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.tasks.submission import Submission, SubmissionLimits, SubmitOptions
@@ -46,7 +47,9 @@ class InProcessServer:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[InProcessServer]:
     backend = LocalTaskBackend(tmp_path / "store", RoomLimits(100), max_active=2)
-    capabilities = Capabilities(("en", "zh"), BUILTIN_PROFILES, ("fast",), "fast")
+    reads = frozenset({"en", "zh"})
+    router = LanguageRouter([Reader("fast", "paddleocr", reads, reads)], "fast")
+    capabilities = Capabilities(BUILTIN_PROFILES, ("fast",), "fast", router)
     manager = TaskManager(backend)
     submission = Submission(
         backend, capabilities, SubmissionLimits(3600, 1 << 20, DocumentLimits())
