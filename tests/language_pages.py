@@ -71,9 +71,14 @@ def family_for(language: str, seed: int) -> str:
 
 
 def render_page(language: str, seed: int, lines: int = 4, font_px: int = FONT_PX) -> LanguagePage:
-    """A page of `lines` sentences of `language` chosen by `seed`, type `font_px` high."""
+    """A page of `lines` sentences of `language` chosen by `seed`, type `font_px` high (more
+    lines than sentences: the sentences again, in other orders, for a page as full as a
+    letter's)."""
     rng = random.Random(f"{language}:{seed}")
-    chosen = rng.sample(SENTENCES[language], lines)
+    chosen: list[str] = []
+    while len(chosen) < lines:
+        pool = SENTENCES[language]
+        chosen += rng.sample(pool, min(len(pool), lines - len(chosen)))
     path, index = font_file(family_for(language, seed))
     font = ImageFont.truetype(path, font_px, index=index, layout_engine=ImageFont.Layout.RAQM)
     step = int(font_px * LINE_SPACING)

@@ -6,7 +6,8 @@ same code the server runs) through the language's route, and where they can read
 tiny and small recognisers too; Tesseract alone (`--psm 3`, its own layout) on the same
 images. CPU seconds per page are this process's (or the `tesseract` child's) user+sys time.
 For the Tesseract languages it also compares the in-process engine with the same pipeline
-run through a `tesseract` process per page (its line crops as a list file, `--psm 7`).
+run through a `tesseract` process per page (its line crops as a list file, `--psm 7`). And
+one dense page per language (30 lines, as full as a letter) for the CPU cost of a real page.
 
 Writes build/language-sweep/results.json and table.md, and checks the acceptance (each
 language at most 5% CER and no worse than Tesseract + 1 point) on every page set.
@@ -49,6 +50,7 @@ OUT = Path(__file__).resolve().parent.parent / "build" / "language-sweep"
 SEEDS = range(int(os.environ.get("OCR_SWEEP_SEEDS", "3")))
 SIZES = (26, 30, 34, 40)  # pixels: 9.5 to 14.5 pt type scanned at 200 dpi
 LINES = 5
+DENSE_LINES, DENSE_SIZE = 30, 30  # a full page of a letter, for the CPU cost per page
 
 
 def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
@@ -153,7 +155,14 @@ def test_language_sweep() -> None:
             for p in ("fast", "accurate")
             if p != route.profile and _reads(capabilities, language, p)
         ]
-        tallies = {key: Tally() for key in ("route", "tesseract_cli", "subprocess", *alternatives)}
+        keys = ("route", "tesseract_cli", "subprocess", "dense_route", "dense_tesseract_cli")
+        tallies = {key: Tally() for key in (*keys, *alternatives)}
+        dense = render_page(language, 1000, DENSE_LINES, DENSE_SIZE)
+        text, cpu = measured(read_text, engines.get(route.profile), rgb(dense), route.language)
+        tallies["dense_route"].add(dense.truth, text, cpu)
+        with tempfile.TemporaryDirectory() as tmp:
+            text, cpu = measured(tesseract_cli, dense, names, Path(tmp))
+            tallies["dense_tesseract_cli"].add(dense.truth, text, cpu)
         for seed in SEEDS:
             for size in SIZES:
                 page = render_page(language, seed * len(SIZES) + size, LINES, size)
@@ -202,8 +211,9 @@ def _table(results: dict[str, dict[str, object]]) -> str:
 
     rows = [
         "| language | route | CER route (CPU s/page) | fast | accurate | Tesseract --psm 3 | "
-        "Tesseract pipeline as a subprocess | characters |",
-        "|---|---|---|---|---|---|---|---|",
+        "Tesseract pipeline as a subprocess | characters | dense page: route | "
+        "dense page: Tesseract --psm 3 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for code, entry in results.items():
         route = entry["route"]
@@ -212,6 +222,7 @@ def _table(results: dict[str, dict[str, object]]) -> str:
             f"| {code} {entry['name']} | {entry['profile']} | {cell(route)} | "
             f"{cell(entry.get('fast'))} | {cell(entry.get('accurate'))} | "
             f"{cell(entry.get('tesseract_cli'))} | {cell(entry.get('subprocess'))} | "
-            f"{route['chars']} |"
+            f"{route['chars']} | {cell(entry.get('dense_route'))} | "
+            f"{cell(entry.get('dense_tesseract_cli'))} |"
         )
     return "\n".join(rows) + "\n"

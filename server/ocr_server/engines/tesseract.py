@@ -2,10 +2,10 @@
 language-neutral text detector finds the lines, Tesseract (in-process, through `tesserocr`)
 reads each line crop as one line.
 
-Why not Tesseract's own page layout: it drops line starts on Korean (68% CER at --psm 3
-where this reads 0%) and costs as much. Why in-process: a `tesseract` process per page
-spends ~0.1 s CPU starting and loading its data before it reads a glyph (the comparison is
-in docs/languages.md). Right-to-left text (Arabic, Hebrew) comes out in logical order, as
+Why not Tesseract's own page layout: it drops most of a Korean page (80% CER at --psm 3 on
+our pages, where this reads 0%) and costs about as much. Why in-process: a `tesseract`
+process per page spends 0.05-0.08 s more CPU starting and loading its data again (the
+comparison is in docs/languages.md). Right-to-left text (Arabic, Hebrew) comes out in logical order, as
 it is stored and typed, words ordered by Tesseract's result iterator.
 
 The language data (`<name>.traineddata`) comes from Debian's `tesseract-ocr-<name>`
