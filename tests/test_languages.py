@@ -28,7 +28,7 @@ from ocr_server.engines.profiles import BUILTIN_PROFILES
 from ocr_server.engines.tesseract import TesseractEngine, find_tessdata, installed_data
 from ocr_server.languages.catalog import BY_CODE, parse
 from tests.documents import scorer
-from tests.harness import ServerProcess
+from tests.harness import ServerProcess, run_cli
 from tests.language_pages import LanguagePage, render_page
 from tests.language_texts import SENTENCES
 
@@ -184,7 +184,7 @@ def test_codes_are_canonical_and_unreadable_requests_refused(
 
 
 def test_a_page_in_another_script_is_flagged_not_passed_off(
-    real_server: ServerProcess, pages: dict[str, LanguagePage]
+    real_server: ServerProcess, pages: dict[str, LanguagePage], tmp_path: Path
 ) -> None:
     with real_server.client() as client:
         russian_as_english = client.recognize(pages["ru"].png, language="en", timeout=300)
@@ -192,3 +192,9 @@ def test_a_page_in_another_script_is_flagged_not_passed_off(
     for result in (russian_as_english, korean_as_russian):
         codes = {warning.code for warning in result.pages[0].warnings}
         assert codes & {"SCRIPT_MISMATCH", "LOW_CONFIDENCE"}, (result.text, codes)
+    # The CLI says so on stderr; the text still goes to stdout.
+    image = tmp_path / "russian.png"
+    image.write_bytes(pages["ru"].png)
+    done = run_cli(real_server, "recognize", "-q", "--language", "en", str(image))
+    assert done.returncode == 0, done.stderr
+    assert "page 1: LOW_CONFIDENCE: " in done.stderr and done.stdout.strip()
