@@ -9,7 +9,6 @@ The pages are drawn from tests/language_texts.py by a seed; OCR_LANGUAGE_SEED pi
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -18,14 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
-from PIL import Image
 
 from ocr.v1 import ocr_pb2
-from ocr_server.config import default_model_dir
-from ocr_server.engines.profiles import BUILTIN_PROFILES
-from ocr_server.engines.tesseract import TesseractEngine, find_tessdata, installed_data
+from ocr_server.engines.tesseract import find_tessdata, installed_data
 from ocr_server.languages.catalog import BY_CODE, parse
 from tests.documents import scorer
 from tests.harness import ServerProcess, run_cli
@@ -103,7 +98,7 @@ def test_every_language_reads_within_5_percent_and_near_tesseract(
     assert not failures, "\n".join(failures)
 
 
-def test_lines_carry_boxes_and_confidences_on_the_page(
+def test_lines_and_words_carry_boxes_on_the_page(
     results: dict[str, tuple[ocr_pb2.Task, ocr_pb2.OcrResult]],
 ) -> None:
     for language in ("ru", "ar", "ko"):  # read by Tesseract
@@ -115,32 +110,19 @@ def test_lines_carry_boxes_and_confidences_on_the_page(
             assert 0.5 < line.confidence <= 1.0
             xs = [p.x for p in line.polygon]
             assert 0 <= min(xs) < max(xs) <= page.width
+            # Tesseract cuts Korean into syllables: the words are the line's, between spaces
+            assert [word.text for word in line.words] == line.text.split(), line.text
+            starts = []
+            for word in line.words:
+                wx = [p.x for p in word.polygon]
+                assert min(xs) - 2 <= min(wx) < max(wx) <= max(xs) + 2, (line.text, word.text)
+                assert 0.0 < word.confidence <= 1.0
+                starts.append(min(wx))
+            # reading order: right to left for Arabic
+            assert starts == sorted(starts, reverse=language == "ar"), line.text
     # Right-to-left lines are right-aligned on the page and come back in logical order.
     arabic = results["ar"][1].pages[0]
     assert all(max(p.x for p in line.polygon) > arabic.width * 0.8 for line in arabic.lines)
-
-
-def test_tesseract_locates_each_word_in_its_line(pages: dict[str, LanguagePage]) -> None:
-    """The engine contract's words (the API shows them once Line has words, issue 9)."""
-    profile = BUILTIN_PROFILES["tesseract"]
-    if not profile.is_installed(default_model_dir()):
-        pytest.skip("the tesseract profile is not installed (scripts/setup)")
-    engine = TesseractEngine(profile, default_model_dir(), None)
-    for language in ("ko", "ar"):
-        image = np.asarray(Image.open(io.BytesIO(pages[language].png)).convert("RGB"))
-        lines = engine.recognize(image, language)
-        assert len(lines) == 4
-        for line in lines:
-            assert len(line.words) == len(line.text.split()), line.text
-            left = min(x for x, _ in line.polygon)
-            right = max(x for x, _ in line.polygon)
-            starts = [min(x for x, _ in word.polygon) for word in line.words]
-            for word in line.words:
-                xs = [x for x, _ in word.polygon]
-                assert left - 2 <= min(xs) < max(xs) <= right + 2, (line.text, word.text)
-                assert 0.0 < word.confidence <= 1.0
-            # words in reading order: left to right, or right to left for Arabic
-            assert starts == sorted(starts, reverse=language == "ar"), line.text
 
 
 def test_capabilities_list_languages_with_engine_and_profile(

@@ -186,3 +186,23 @@ def test_a_page_in_another_script_or_doubted_is_flagged() -> None:
         check_page(lines("Der Vertrag wird jedes Jahr erneuert", confidence=0.7), "de", "tesseract")
         == ()
     )
+
+
+def test_tesseract_pieces_become_the_lines_words() -> None:
+    from ocr_server.engines.tesseract import _group_by_spaces, _Piece
+
+    def piece(text: str, x: int) -> _Piece:
+        return _Piece(text, 0.9, (x, 0, x + 10, 10))
+
+    korean = [piece("보", 0), piece("내", 10), piece("드", 30), piece("립", 40), piece("니다.", 50)]
+    words = _group_by_spaces(korean, "보내 드립니다.")
+    assert [(w.text, w.box) for w in words] == [
+        ("보내", (0, 0, 20, 10)),
+        ("드립니다.", (30, 0, 60, 10)),
+    ]
+    # right to left: Tesseract spells each piece in visual order, the line in logical order
+    arabic = [piece("ىجري", 60), piece("عفد", 30)]
+    assert [w.text for w in _group_by_spaces(arabic, "يرجى دفع")] == ["يرجى", "دفع"]
+    # pieces that do not add up to the line's words stay as they are
+    assert _group_by_spaces(arabic, "يرجى") == arabic
+    assert _group_by_spaces(korean, "보내 드립니다. 끝") == korean

@@ -215,18 +215,24 @@ def _pieces(api: Any) -> Iterable[_Piece]:
 
 
 def _group_by_spaces(pieces: list[_Piece], text: str) -> list[_Piece]:
-    """Tesseract's pieces joined into the line's space-separated words: it cuts Korean and
-    Chinese into syllables or characters, where a reader (and hOCR, search) wants the words
-    between spaces. The pieces as they are when they do not spell the line's words."""
+    """Tesseract's pieces as the line's space-separated words, each with the line's spelling.
+
+    Tesseract cuts Korean and Chinese into syllables or characters, where a reader (and hOCR,
+    search) wants the words between spaces; and it spells a right-to-left word's piece in
+    visual order while the line's text is in logical order. So pieces are gathered until
+    they hold the same characters as the next word of the line, in any order. The pieces as
+    they are when they do not add up to the line's words."""
     grouped: list[_Piece] = []
     queue = iter(pieces)
     for token in text.split():
         parts: list[_Piece] = []
-        while "".join(p.text for p in parts) != token:
+        held = ""
+        while sorted(held) != sorted(token):
             part = next(queue, None)
-            if part is None or len("".join(p.text for p in parts) + part.text) > len(token):
+            if part is None or len(held) + len(part.text) > len(token):
                 return pieces
             parts.append(part)
+            held += part.text
         weights = [len(p.text) for p in parts]
         grouped.append(
             _Piece(
