@@ -4,7 +4,7 @@ reads each line crop as one line.
 
 Why not Tesseract's own page layout: it drops most of a Korean page (80% CER at --psm 3 on
 our pages, where this reads 0%) and costs about as much. Why in-process: a `tesseract`
-process per page spends 0.05-0.12 s more CPU starting and loading its data again (the
+process per page spends 0.05-0.13 s more CPU starting and loading its data again (the
 comparison is in docs/languages.md). Right-to-left text (Arabic, Hebrew) comes out in
 logical order, as it is stored and typed, words ordered by Tesseract's result iterator.
 
