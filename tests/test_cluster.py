@@ -163,13 +163,20 @@ def page_numbers(client: OcrClient, task_id: str) -> list[int]:
 # --- two front ends, two worker hosts --------------------------------------------------------
 
 
-def test_submit_on_a_watch_and_fetch_on_b(healthy: Cluster) -> None:
+def test_submit_on_a_watch_and_fetch_on_b(healthy: Cluster, tmp_path: Path) -> None:
+    """... and a searchable PDF rendered by B (from the document in Redis) is the file A
+    serves (kept in Redis, not rendered again)."""
     with healthy.a.client() as a, healthy.b.client() as b:
         task = a.submit(blank(pages=3))
         seen = list(b.watch(task.task_id, timeout=60))
         assert seen[-1].state == COMPLETED and seen[-1].pages_done == 3
         assert page_numbers(b, task.task_id) == [1, 2, 3]
         assert a.status(task.task_id).state == COMPLETED
+        rendered = b.export(task.task_id, "pdf", tmp_path / "b.pdf")
+        served = a.export(task.task_id, "pdf", tmp_path / "a.pdf")
+        assert served.sha256 == rendered.sha256 and served.size_bytes > 1000
+        assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
+        assert healthy.redis.client().exists(f"{healthy.prefix}:{{{task.task_id}}}:export")
         with pytest.raises(grpc.RpcError) as caught:  # tenancy holds across front ends
             healthy.b.client("bob").status(task.task_id)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
