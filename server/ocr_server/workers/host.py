@@ -29,6 +29,9 @@ from ocr_server.workers.pool import WorkerPool
 log = logging.getLogger(__name__)
 
 
+SIZE_EVERY = 12  # heartbeats between two reads of the cluster's size
+
+
 def new_host_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -50,6 +53,7 @@ class WorkerHost:
         self._heartbeat = heartbeat
         self._registry = HostRegistry(backend.client, backend.keys)
         self._stopped = threading.Event()
+        self._beats = 0
 
     def start(self) -> None:
         """Feed the pool (its workers must be spawned already) and keep the host alive."""
@@ -91,9 +95,12 @@ class WorkerHost:
                 "page %s was taken over by another host (this one was too slow to answer)",
                 lease_id,
             )
-        # up to 2 tasks started per live worker in the whole cluster, as on one machine
-        workers = sum(host.workers for host in self._registry.live())
-        self.backend.max_active = max(2, 2 * workers)
+        # up to 2 tasks started per live worker in the whole cluster, as on one machine; the
+        # registry read is O(hosts), so only every SIZE_EVERY beats (it changes slowly)
+        self._beats += 1
+        if self._beats % SIZE_EVERY == 1:
+            workers = sum(host.workers for host in self._registry.live())
+            self.backend.max_active = max(2, 2 * workers)
 
     def _listen_for_work(self) -> None:
         pubsub = self.backend.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
