@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import ServerProcess
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,15 @@ def make_fake_server(tmp_path: Path) -> Iterator[object]:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer | None]:
+    """One real redis-server for the session's in-process tests (each uses its own key
+    prefix); None when redis-server is not installed (those tests skip)."""
+    if REDIS_SERVER is None:
+        yield None
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

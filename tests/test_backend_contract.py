@@ -2,22 +2,29 @@
 
 Each test drives a backend only through the TaskBackend, DocumentStore and TaskEvents
 interfaces, with an injected clock (expiry without sleeping). `BACKENDS` names the
-implementations; a new one (Redis) adds its factory to `_open` and must pass every test.
+implementations: the local one, and the Redis one on a real `redis-server` started for the
+session (each world under its own key prefix). Where the two differ by design (a restart of
+the embedded server versus a worker host that vanished from a cluster) each has its own test.
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
+import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 import pytest
+import redis
 
 from ocr_server.backends.events import Subscription
 from ocr_server.backends.local.backend import LocalTaskBackend
+from ocr_server.backends.redis.backend import RedisTaskBackend
 from ocr_server.backends.tasks import (
     LossOutcome,
     PageLease,
@@ -35,8 +42,9 @@ from ocr_server.errors import (
 )
 from ocr_server.models import PageResult, Settings, TaskRecord, TaskState
 from ocr_server.tasks.ids import new_task_id
+from tests.redis_server import RedisServer
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "redis"]
 TTL = 3600.0
 SETTINGS = Settings(language="en", profile="fast", pages="", dpi=200)
 DEFAULT_LIMITS = RoomLimits(max_queue=20, max_pending_per_tenant=10)
@@ -49,7 +57,16 @@ class World:
     backend: TaskBackend
     clock: ManualClock
     reopen: Callable[[], TaskBackend]
+    kind: str
     woken: list[int] = field(default_factory=list)
+    redis: RedisServer | None = None
+    prefix: str = ""
+
+    @property
+    def wakes(self) -> int:
+        """How often the backend said a page may be ready (the local backend calls its
+        `on_work`; the Redis one publishes on its work channel, counted here)."""
+        return len(self.woken)
 
     def restart(self) -> None:
         self.backend.close()
@@ -105,45 +122,90 @@ def page(number: int, task_id: str = "") -> PageResult:
     return PageResult(number, 100, 50, f"text of page {number} {task_id[:6]}", ())
 
 
-def _open(
-    kind: str,
-    directory: Path,
+RECLAIM_AFTER = 0.3  # the Redis backend's min-idle in these tests (seconds of real time)
+
+
+def open_redis(
+    server: RedisServer,
+    prefix: str,
     clock: ManualClock,
-    woken: list[int],
     limits: RoomLimits,
     max_active: int,
-) -> TaskBackend:
-    """A backend of this kind on `directory` (or the shared state it names)."""
-    if kind == "local":
-        return LocalTaskBackend(
-            directory, limits, max_active, clock=clock, on_work=lambda: woken.append(1)
-        )
-    raise AssertionError(kind)
+    consumer: str = "host-a",
+) -> RedisTaskBackend:
+    return RedisTaskBackend(
+        server.client(),
+        limits,
+        max_active,
+        prefix=prefix,
+        clock=clock,
+        consumer=consumer,
+        reclaim_after=RECLAIM_AFTER,
+    )
+
+
+def _count_wakes(server: RedisServer, prefix: str, woken: list[int]) -> threading.Event:
+    """Counts the Redis backend's work announcements into `woken` until the event is set."""
+    stop = threading.Event()
+    pubsub = server.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{prefix}:work")
+    pubsub.get_message(timeout=1)  # the confirmation: subscribed before anything is sent
+
+    def listen() -> None:
+        try:
+            while not stop.is_set():
+                if pubsub.get_message(timeout=0.05) is not None:
+                    woken.append(1)
+        except (redis.RedisError, ValueError):  # the session's Redis stopped
+            pass
+        finally:
+            pubsub.close()
+
+    threading.Thread(target=listen, daemon=True).start()
+    return stop
 
 
 WorldFactory = Callable[..., World]
+_prefixes = itertools.count()
 
 
 @pytest.fixture(params=BACKENDS)
-def make_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorldFactory]:
+def make_world(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer | None
+) -> Iterator[WorldFactory]:
     """Worlds of the backend under test: `make_world(limits, max_active)`."""
+    kind = str(request.param)
+    if kind == "redis" and redis_server is None:
+        pytest.skip("redis-server is not installed (scripts/setup --dev installs it)")
     worlds: list[World] = []
+    listeners: list[threading.Event] = []
 
     def make(limits: RoomLimits = DEFAULT_LIMITS, max_active: int = 2) -> World:
         clock = ManualClock()
         woken: list[int] = []
         directory = tmp_path / f"world{len(worlds)}"
+        prefix = f"t{next(_prefixes)}-{secrets.token_hex(3)}"
 
         def reopen() -> TaskBackend:
-            return _open(str(request.param), directory, clock, woken, limits, max_active)
+            if kind == "local":
+                return LocalTaskBackend(
+                    directory, limits, max_active, clock=clock, on_work=lambda: woken.append(1)
+                )
+            assert redis_server is not None
+            return open_redis(redis_server, prefix, clock, limits, max_active)
 
-        world = World(reopen(), clock, reopen, woken)
+        if kind == "redis":
+            assert redis_server is not None
+            listeners.append(_count_wakes(redis_server, prefix, woken))
+        world = World(reopen(), clock, reopen, kind, woken, redis_server, prefix)
         worlds.append(world)
         return world
 
     yield make
     for world in worlds:
         world.backend.close()
+    for listener in listeners:
+        listener.set()
 
 
 @pytest.fixture
@@ -152,12 +214,21 @@ def world(make_world: WorldFactory) -> World:
     return make_world()
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def drain_events(subscription: Subscription) -> list[tuple[TaskState | None, int, int]]:
     """(state or None for a position-only change, pages_done, queue position) of each event."""
     seen = []
     while True:
-        try:
-            snapshot = subscription.get(timeout=0.01)
+        try:  # the Redis backend's events arrive through a listener thread: wait a little
+            snapshot = subscription.get(timeout=0.1)
         except queue.Empty:
             return seen
         assert snapshot is not None
@@ -172,7 +243,7 @@ def drain_events(subscription: Subscription) -> list[tuple[TaskState | None, int
 
 def test_every_transition_to_completed(world: World) -> None:
     task = world.submit(pages=2)
-    assert task.state == TaskState.PENDING and world.woken
+    assert task.state == TaskState.PENDING and wait_until(lambda: world.wakes > 0)
     view = world.backend.find("alice", task.task_id)
     assert view is not None and view.record == task and view.queue_position == 1
     subscription = world.backend.events.subscribe(task.task_id)
@@ -422,9 +493,10 @@ def test_cancel_an_ended_or_unknown_task(world: World) -> None:
 def test_a_lost_page_is_retried_once_then_the_task_fails(world: World) -> None:
     task = world.submit(pages=2)
     lease = world.lease()
-    woken = len(world.woken)
+    time.sleep(0.05 if world.kind == "redis" else 0)
+    woken = world.wakes
     assert world.backend.page_lost(lease, "killed by signal 9") == LossOutcome.RETRY
-    assert len(world.woken) > woken
+    assert wait_until(lambda: world.wakes > woken)
     retry = world.lease()
     assert (retry.page_number, retry.attempt) == (1, 2)
     assert world.backend.page_lost(retry, "killed by signal 9") == LossOutcome.FAILED
@@ -447,6 +519,8 @@ def test_restart_recovers_unfinished_tasks(world: World) -> None:
     """Queued and processing tasks run again after a restart, oldest first, from their first
     page not yet done; one whose pages are all stored is ready to complete; one whose
     document is gone fails with DATA_LOSS."""
+    if world.kind == "redis":
+        pytest.skip("no state lives in a Redis backend's process: see the reclaim tests")
     resumed = world.submit(pages=3)
     world.clock.advance(1)
     waiting = world.submit()
@@ -481,6 +555,8 @@ def test_restart_recovers_unfinished_tasks(world: World) -> None:
 
 
 def test_shutdown_puts_processing_tasks_back(world: World) -> None:
+    if world.kind == "redis":
+        pytest.skip("a worker host gives its pages back itself: release_page")
     task = world.submit(pages=2)
     world.lease()
     assert world.backend.requeue_unfinished() == 1
@@ -592,3 +668,125 @@ def test_documents_in_chunks_with_a_size_limit(world: World) -> None:
     with documents.create(new_task_id(), 100, world.clock() + TTL) as writer:
         writer.write(b"abandoned")  # leaving without commit aborts
     assert not any(documents.exists(r) for r in (task_id,))
+
+
+# --- Redis: worker hosts that vanish ------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_world(make_world: WorldFactory, request: pytest.FixtureRequest) -> World:
+    world = make_world()
+    if world.kind != "redis":
+        pytest.skip("worker hosts and the stream exist only on the Redis backend")
+    return world
+
+
+def another_host(world: World, name: str) -> RedisTaskBackend:
+    assert world.redis is not None
+    return open_redis(world.redis, world.prefix, world.clock, DEFAULT_LIMITS, 2, consumer=name)
+
+
+def test_a_dead_hosts_page_is_reclaimed_as_its_retry(redis_world: World) -> None:
+    """A host that stops heartbeating loses its page to the next host that asks, after the
+    min-idle time, as the page's retry (attempt 2); a second host lost on the same page
+    fails the task ABORTED. A late finish from the host taken for dead counts once."""
+    world = redis_world
+    task = world.submit(pages=2)
+    lost = world.lease()  # host A takes page 1 and goes silent
+    other = another_host(world, "host-b")
+    try:
+        page_two = other.next_page()  # page 2; page 1 is not idle long enough yet
+        assert page_two is not None and page_two.page_number == 2
+        time.sleep(RECLAIM_AFTER + 0.1)
+        other._last_reclaim = 0  # look now, not at its next interval
+        retry = other.next_page()
+        assert retry is not None and (retry.page_number, retry.attempt) == (1, 2)
+        assert retry.lease_id == lost.lease_id  # the same stream entry, now host B's
+        assert isinstance(world.backend, RedisTaskBackend)
+        assert world.backend.renew([lost.lease_id]) == [lost.lease_id]  # A learns it lost it
+        # A finishes after all: stored once, counted once
+        assert world.finish(lost) == PageOutcome.STORED
+        assert other.page_done(retry, page(1)) == PageOutcome.STORED
+        assert other.page_done(page_two, page(2)) == PageOutcome.LAST
+        other.complete(task.task_id, b"r")
+        assert world.state(task.task_id) == TaskState.COMPLETED
+
+        doomed = world.submit()
+        world.backend._last_reclaim = time.monotonic()  # A does not reclaim its own page
+        world.lease()  # A dies on it
+        time.sleep(RECLAIM_AFTER + 0.1)
+        other._last_reclaim = 0
+        second = other.next_page()
+        assert second is not None and second.attempt == 2  # B dies on it too
+        time.sleep(RECLAIM_AFTER + 0.1)
+        third = another_host(world, "host-c")
+        assert third.next_page() is None
+        failed = third.get(doomed.task_id)
+        assert failed is not None and failed.state == TaskState.FAILED
+        assert failed.error_code == grpc.StatusCode.ABORTED.value[0]
+        assert "died twice" in failed.error_message and "stopped answering" in failed.error_message
+        third.close()
+    finally:
+        other.close()
+
+
+def test_a_heartbeat_keeps_a_page(redis_world: World) -> None:
+    world = redis_world
+    assert isinstance(world.backend, RedisTaskBackend)
+    world.submit()
+    lease = world.lease()
+    other = another_host(world, "host-b")
+    try:
+        for _ in range(4):
+            time.sleep(RECLAIM_AFTER / 2)
+            assert world.backend.renew([lease.lease_id]) == []
+            other._last_reclaim = 0
+            assert other.next_page() is None
+    finally:
+        other.close()
+
+
+def test_a_result_never_built_is_assembled_by_another_host(redis_world: World) -> None:
+    """The host that stored the last page died before it built the result: the next host
+    gets an `assemble` lease for the task instead of a page."""
+    world = redis_world
+    task = world.submit()
+    assert world.finish(world.lease()) == PageOutcome.LAST  # ... and the host dies here
+    time.sleep(RECLAIM_AFTER + 0.1)
+    other = another_host(world, "host-b")
+    try:
+        lease = other.next_page()
+        assert lease is not None and lease.assemble and lease.task_id == task.task_id
+        done = other.complete(task.task_id, b"result")
+        assert done is not None and done.state == TaskState.COMPLETED
+        time.sleep(RECLAIM_AFTER + 0.1)
+        other._last_reclaim = 0
+        assert other.next_page() is None  # the entry went with the completion
+    finally:
+        other.close()
+
+
+def test_a_worker_hosts_document_copies_are_reused_and_bounded(redis_world: World) -> None:
+    """The pages of one document use one local copy; a deleted document is never served
+    from a copy; idle copies are bounded."""
+    from ocr_server.backends.redis.documents import KEEP_COPIES, RedisDocumentStore
+
+    documents = redis_world.backend.documents
+    assert isinstance(documents, RedisDocumentStore)
+    tasks = [redis_world.submit() for _ in range(KEEP_COPIES + 2)]
+    with (
+        documents.local_file(tasks[0].document_ref) as first,
+        documents.local_file(tasks[0].document_ref) as second,
+    ):
+        assert first == second
+    with documents.local_file(tasks[0].document_ref) as again:
+        assert again == first and again.read_bytes().startswith(b"%PDF-1.4")
+    for task in tasks[1:]:
+        with documents.local_file(task.document_ref):
+            pass
+    assert len(documents._copies) == KEEP_COPIES and not first.exists()  # the oldest went
+    documents.delete(tasks[-1].document_ref)
+    with pytest.raises(DocumentMissingError), documents.local_file(tasks[-1].document_ref):
+        pass
+    documents.drop_copies()
+    assert not documents._copies

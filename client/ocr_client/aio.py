@@ -5,6 +5,7 @@ same builders (calls.py) and errors are the same classes (errors.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -151,15 +152,25 @@ class AsyncOcrClient:
     async def watch(
         self, task_id: str, timeout: float | None = None
     ) -> AsyncIterator[ocr_pb2.Task]:
+        """As OcrClient.watch: a stream cut by UNAVAILABLE is opened again."""
         request = ocr_pb2.WatchTaskRequest(task_id=task_id)
-        call = self._stub.WatchTask(request, timeout=timeout, metadata=self._metadata)
-        try:
-            async for response in call:
-                yield response.task
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        finally:
-            call.cancel()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failures = 0
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            call = self._stub.WatchTask(request, timeout=remaining, metadata=self._metadata)
+            try:
+                async for response in call:
+                    failures = 0
+                    yield response.task
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures >= calls.WATCH_RESUMES:
+                    raise from_rpc_error(exc) from exc
+                failures += 1
+            finally:
+                call.cancel()
+            await asyncio.sleep(calls.resume_pause(failures))
 
     async def export(
         self,

@@ -51,6 +51,10 @@ BINARY_FORMATS = frozenset({"pdf"})  # never written to a terminal
 # clients retry it themselves, from the first chunk, with the same request_id.
 SERVICE_CONFIG = json.dumps(
     {
+        # Round robin over every address the target resolves to (several front ends behind
+        # one DNS name, or "ipv4:10.0.0.1:50051,10.0.0.2:50051"): a front end that dies is
+        # left out and calls go to the others.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{"service": "ocr.v1.OcrService"}],
@@ -62,10 +66,21 @@ SERVICE_CONFIG = json.dumps(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
 STREAM_ATTEMPTS = 3
+
+
+WATCH_RESUMES = 8
+"""A watch cut by UNAVAILABLE (its front end restarted or died; another behind the same
+address takes over) is opened again this often in a row; the new stream starts with the task
+as it is then, so a state may repeat but the end is never missed."""
+
+
+def resume_pause(failures: int) -> float:
+    """Seconds before opening a cut watch again: 0.4, 0.8, 1.6 ... at most 5."""
+    return float(min(0.2 * 2**failures, 5.0))
 
 
 def channel_options(tls_server_name: str | None) -> list[tuple[str, object]]:

@@ -6,6 +6,7 @@ same for asyncio, built from the same requests (calls.py)."""
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -193,13 +194,27 @@ class OcrClient:
         return self._call(self._stub.Cancel, request).task
 
     def watch(self, task_id: str, timeout: float | None = None) -> Iterator[ocr_pb2.Task]:
-        """Every change of the task until it ends (the stream closes after a final state)."""
+        """Every change of the task until it ends (the stream closes after a final state).
+
+        A stream cut by UNAVAILABLE (its front end restarted or died) is opened again
+        (calls.WATCH_RESUMES): a state may repeat, the end is never missed. `timeout` bounds
+        the whole watch."""
         request = ocr_pb2.WatchTaskRequest(task_id=task_id)
-        try:
-            for response in self._stub.WatchTask(request, timeout=timeout, metadata=self._metadata):
-                yield response.task
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failures = 0
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                stream = self._stub.WatchTask(request, timeout=remaining, metadata=self._metadata)
+                for response in stream:
+                    failures = 0
+                    yield response.task
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures >= calls.WATCH_RESUMES:
+                    raise from_rpc_error(exc) from exc
+                failures += 1
+                time.sleep(calls.resume_pause(failures))
 
     def export(
         self,

@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a fixed subset of each set (< 5 min)")
     size.add_argument("--smoke", action="store_true", help="2 pages per set: the harness works")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: pages/s of the Redis backend with 1 and 2 worker hosts "
+        "(first argument; then --smoke, --host-workers N, --profile P)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes per engine (2)")
     parser.add_argument(
         "--profiles",
@@ -97,6 +103,10 @@ def _version(command: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--cluster"]:  # the Redis backend with 1 and 2 worker hosts
+        from benchlib import cluster
+
+        return cluster.main(argv[1:])
     args = _parser().parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     profiles = _split(

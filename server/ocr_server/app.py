@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
+from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -23,31 +24,37 @@ from ocr_server.api.service import OcrServicer
 from ocr_server.api.tls import TlsConfigError, server_credentials
 from ocr_server.backends.local.backend import LocalTaskBackend
 from ocr_server.backends.local.documents import LocalDocumentStore
-from ocr_server.backends.tasks import RoomLimits
+from ocr_server.backends.redis.backend import RedisTaskBackend
+from ocr_server.backends.redis.connection import RedisConfigError, connect
+from ocr_server.backends.redis.documents import RedisDocumentStore
+from ocr_server.backends.redis.hosts import HostRegistry
+from ocr_server.backends.tasks import RoomLimits, TaskBackend
 from ocr_server.capabilities import Capabilities
 from ocr_server.config import ServerConfig
 from ocr_server.documents import DocumentLimits
 from ocr_server.engines.profiles import load_profiles
 from ocr_server.engines.tesseract import find_tessdata
-from ocr_server.errors import DamagedEntryError
-from ocr_server.exports import Exporter
+from ocr_server.errors import DamagedEntryError, OcrServiceError
+from ocr_server.exports import Exporter, ExportStore
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.tasks.submission import Submission, SubmissionLimits
 from ocr_server.telemetry.logs import TaskEventLog
 from ocr_server.telemetry.metrics import Metrics, ServerGauges
 from ocr_server.telemetry.observer import Fanout, TaskObserver
-from ocr_server.workers.pool import WorkerPool
-from ocr_server.workers.worker import WorkerConfig
+from ocr_server.workers.host import WorkerHost, new_host_id
+from ocr_server.workers.pool import WorkerPool, build_pool
 
 log = logging.getLogger("ocr_server")
 
 SERVICE_NAME = ocr_pb2.DESCRIPTOR.services_by_name["OcrService"].full_name
 MIB = 1024 * 1024
 ENGINE_LOAD_TIMEOUT = 600.0
+HOSTS_CHECK_INTERVAL = 1.0  # how often a Redis front end looks at the live worker hosts
 
 
 class OcrServer:
-    """The running service: task backend, worker pool, task manager and gRPC server."""
+    """The running service: task backend, worker pool, task manager and gRPC server. With
+    the Redis backend it is a front end (its own workers, if any, form a worker host)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -68,37 +75,29 @@ class OcrServer:
             fake_engine=config.engine == "fake",
             tessdata=tessdata,
         )
+        front_end_only = config.backend == "redis" and config.workers == 0
+        if front_end_only:  # the worker hosts have the models; their registry says which
+            self.capabilities = Capabilities.discover(
+                profiles,
+                config.model_dir,
+                config.default_profile,
+                fake_engine=True,
+                tessdata=tessdata,
+            )
         if config.default_profile not in self.capabilities.installed_profiles:
             raise SystemExit(
                 f"ocr-server: the default profile {config.default_profile!r} is unknown or has no "
                 f"models in {config.model_dir}; run scripts/setup or set OCR_MODEL_DIR "
                 f"(installed: {', '.join(self.capabilities.installed_profiles) or 'none'})"
             )
-        self.pool = WorkerPool(
-            size=config.workers,
-            config=WorkerConfig(
-                model_dir=config.model_dir,
-                default_profile=config.default_profile,
-                profiles=profiles,
-                engine=config.engine,
-                fake_rules=config.fake_rules,
-                state_dir=config.data_dir,
-                limits=limits,
-                log_format=config.log_format,
-                tessdata=tessdata,
-            ),
-            page_timeout=config.page_timeout,
-            recycle_after=config.recycle_after,
-        )
-        self.pool.start()  # before any gRPC object
+        self.pool: WorkerPool | None = None
+        if config.workers > 0:
+            self.pool = build_pool(config, profiles)
+            self.pool.start()  # before any gRPC object
         self.tokens = load_registry(config.tokens, config.tokens_file, config.data_dir)
-        self.backend = LocalTaskBackend(
-            config.data_dir / "store",
-            RoomLimits(config.max_queue, config.max_pending_per_tenant),
-            max_active=2 * config.workers,
-            max_store_bytes=config.max_store_mb * MIB,
-            on_work=self.pool.wake,
-        )
+        self.registry: HostRegistry | None = None
+        self._live_profiles: tuple[str, ...] = ()
+        self.backend: TaskBackend = self._open_backend()
         self.metrics: Metrics | None = None
         observers: list[TaskObserver] = [TaskEventLog()]
         if config.metrics_listen:
@@ -107,12 +106,21 @@ class OcrServer:
                     tasks_by_tenant_and_state=self.backend.unfinished_by_tenant,
                     queue_depth=self.backend.queue_depth,
                     store_bytes=self.backend.store_bytes,
-                    worker_restarts=lambda: self.pool.restarts,
+                    worker_restarts=self._worker_restarts,
                 )
             )
             observers.append(self.metrics)
         self.observer = Fanout(observers)
         self.manager = TaskManager(self.backend, observer=self.observer)
+        self.host: WorkerHost | None = None
+        if isinstance(self.backend, RedisTaskBackend) and self.pool is not None:
+            self.host = WorkerHost(
+                self.backend,
+                self.manager,
+                self.pool,
+                self.capabilities.installed_profiles,
+                config.host_heartbeat,
+            )
         self.submission = Submission(
             self.backend,
             self.capabilities,
@@ -128,11 +136,57 @@ class OcrServer:
         self.exporter = Exporter(
             self.manager,
             self.backend.documents,
-            LocalDocumentStore(store / "exports", self.backend.capacity),
+            self._exports_store(),
             scratch=store / "scratch",
             alive=self._task_alive,
         )
         self.grpc_server = self._build_grpc_server()
+
+    def _open_backend(self) -> TaskBackend:
+        config = self.config
+        limits = RoomLimits(config.max_queue, config.max_pending_per_tenant)
+        if config.backend == "local":
+            assert self.pool is not None
+            return LocalTaskBackend(
+                config.data_dir / "store",
+                limits,
+                max_active=2 * config.workers,
+                max_store_bytes=config.max_store_mb * MIB,
+                on_work=self.pool.wake,
+            )
+        host_id = new_host_id()
+        try:
+            backend = RedisTaskBackend(
+                connect(config.redis_url, f"ocr-server-{host_id}"),
+                limits,
+                max_active=2 * max(config.workers, 1),
+                prefix=config.redis_prefix,
+                consumer=host_id,
+                reclaim_after=config.reclaim_after,
+                scratch=_scratch(config.data_dir),
+            )
+        except (RedisConfigError, OcrServiceError) as exc:
+            raise SystemExit(f"ocr-server: {exc}") from exc
+        self.registry = HostRegistry(backend.client, backend.keys)
+        return backend
+
+    def _exports_store(self) -> ExportStore:
+        """Rendered files are kept beside the documents: files under the local store (its
+        capacity counts them), or in Redis with the task's expiry, where every front end
+        finds a file another one rendered."""
+        if isinstance(self.backend, RedisTaskBackend):
+            return RedisDocumentStore(self.backend.client, self.backend.keys, kind="export")
+        assert isinstance(self.backend, LocalTaskBackend)
+        return LocalDocumentStore(self.config.data_dir / "store" / "exports", self.backend.capacity)
+
+    def _worker_restarts(self) -> dict[str, int]:
+        return dict(self.pool.restarts) if self.pool is not None else {}
+
+    def live_profiles(self) -> tuple[str, ...]:
+        """Profiles a worker can run now: this server's own, or the live hosts'."""
+        if self.registry is None:
+            return self.capabilities.installed_profiles
+        return self._live_profiles
 
     def _build_grpc_server(self) -> grpc.Server:
         config = self.config
@@ -171,6 +225,7 @@ class OcrServer:
             exporter=self.exporter,
             observer=self.observer,
             submit_timer=self.metrics.observe_submit if self.metrics is not None else None,
+            live_profiles=self.live_profiles,
         )
         ocr_pb2_grpc.add_OcrServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -207,21 +262,53 @@ class OcrServer:
             self.config.workers,
         )
         self.manager.recover()
-        self.pool.run(self.manager)
+        if self.host is not None:
+            self.host.start()
+        elif self.pool is not None:
+            self.pool.run(self.manager)
         threading.Thread(target=self._become_ready, name="ready", daemon=True).start()
         threading.Thread(target=self._sweep_loop, name="sweeper", daemon=True).start()
 
     def _become_ready(self) -> None:
         try:
-            self.pool.wait_ready(ENGINE_LOAD_TIMEOUT)
+            if self.pool is not None:
+                self.pool.wait_ready(ENGINE_LOAD_TIMEOUT)
         except Exception as exc:
             self.failure = str(exc)
             log.error("cannot serve: %s", exc)
             self.stop()
             return
-        if not self._stopped.is_set():
+        if self.registry is not None:
+            self._follow_worker_hosts()
+        elif not self._stopped.is_set():
             self._set_health(health_pb2.HealthCheckResponse.SERVING)
             log.info("serving: %d workers ready", self.config.workers)
+
+    def _follow_worker_hosts(self) -> None:
+        """Redis: SERVING while at least one live worker host has a ready worker (and Redis
+        answers); the live hosts' profiles are what GetCapabilities reports available."""
+        assert self.registry is not None
+        serving: bool | None = None
+        while not self._stopped.is_set():
+            try:
+                hosts = self.registry.live()
+            except OcrServiceError as exc:
+                log.warning("cannot read the worker hosts: %s", exc)
+                hosts = []
+            self._live_profiles = tuple(sorted({p for h in hosts for p in h.profiles}))
+            workers = sum(h.workers for h in hosts)
+            now_serving = workers > 0
+            if now_serving != serving and not self._stopped.is_set():
+                serving = now_serving
+                status = health_pb2.HealthCheckResponse
+                self._set_health(status.SERVING if serving else status.NOT_SERVING)
+                log.info(
+                    "%s: %d workers ready on %d worker hosts",
+                    "serving" if serving else "NOT serving",
+                    workers,
+                    len(hosts),
+                )
+            self._stopped.wait(HOSTS_CHECK_INTERVAL)
 
     def _sweep_loop(self) -> None:
         while not self._stopped.wait(self.config.sweep_interval):
@@ -240,8 +327,11 @@ class OcrServer:
         self.health.enter_graceful_shutdown()
         self.submission.stop_accepting()
         self.manager.stop_accepting()
-        self.pool.drain(self.config.shutdown_grace)
-        self.pool.stop()
+        if self.host is not None:
+            self.host.stop(self.config.shutdown_grace)
+        elif self.pool is not None:
+            self.pool.drain(self.config.shutdown_grace)
+            self.pool.stop()
         self.manager.requeue_unfinished()
         self.grpc_server.stop(grace=2).wait()
         self.exporter.close()
@@ -266,6 +356,13 @@ def _tls_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
         return server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
     except TlsConfigError as exc:
         raise SystemExit(f"ocr-server: {exc}") from exc
+
+
+def _scratch(data_dir: Path) -> Path:
+    """Where a worker host copies a page's document while it runs (removed after)."""
+    scratch = data_dir / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    return scratch
 
 
 def _transport(config: ServerConfig) -> str:

@@ -63,6 +63,36 @@ class ServerConfig:
     tls_cert: Path | None
     tls_key: Path | None
     tls_client_ca: Path | None
+    backend: str
+    redis_url: str
+    redis_prefix: str
+    reclaim_after: float
+    host_heartbeat: float
+
+
+@dataclass(frozen=True)
+class WorkerHostConfig:
+    """`ocr-worker`: a worker host of a Redis cluster (no gRPC, no clients)."""
+
+    redis_url: str
+    redis_prefix: str
+    data_dir: Path
+    workers: int
+    model_dir: Path
+    default_profile: str
+    profiles_file: Path | None
+    page_timeout: float
+    recycle_after: int
+    max_pages: int
+    max_pixels: int
+    shutdown_grace: float
+    engine: str
+    fake_rules: str
+    log_level: str
+    log_format: str
+    reclaim_after: float
+    host_heartbeat: float
+    tessdata_dir: Path | None
 
 
 # (flag, parser of the text value, default, help)
@@ -114,16 +144,62 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("tls-cert", Path, None, "serve TLS with this PEM certificate chain (needs --tls-key)"),
     ("tls-key", Path, None, "PEM private key of --tls-cert"),
     ("tls-client-ca", Path, None, "require client certificates signed by these PEM CAs (mTLS)"),
+    ("backend", str, "local", "'local' (embedded store) or 'redis' (front ends and worker hosts)"),
+    (
+        "redis-url",
+        str,
+        "",
+        "Redis for --backend redis: redis://[user:password@]host:6379/0, rediss:// for TLS",
+    ),
+    ("redis-prefix", str, "ocr", "prefix of every Redis key (services sharing one Redis differ)"),
+    (
+        "reclaim-after",
+        parse_duration,
+        "60s",
+        "a page whose worker host sent no heartbeat for this long runs on another host",
+    ),
+    ("host-heartbeat", parse_duration, "5s", "how often a worker host renews its pages"),
 ]
 
+# `ocr-worker` takes these, with its own defaults where they differ.
+_WORKER_OPTIONS = (
+    "redis-url",
+    "redis-prefix",
+    "data-dir",
+    "workers",
+    "model-dir",
+    "default-profile",
+    "profiles-file",
+    "tessdata-dir",
+    "page-timeout",
+    "recycle-after",
+    "max-pages",
+    "max-pixels",
+    "shutdown-grace",
+    "engine",
+    "fake-rules",
+    "log-level",
+    "log-format",
+    "reclaim-after",
+    "host-heartbeat",
+)
+# SIGTERM gives a worker host's pages back at once: another host runs them now, rather
+# than after the grace (set a grace to let pages in flight finish instead).
+_WORKER_DEFAULTS: dict[str, object] = {"shutdown-grace": "0s", "data-dir": Path("worker-data")}
 
-def parse_args(argv: list[str] | None = None) -> ServerConfig:
+
+def _parser(
+    prog: str, description: str, names: tuple[str, ...] | None, defaults: dict[str, object]
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ocr-server",
-        description="OCR service: gRPC API, persistent queue, PaddleOCR worker pool. "
-        "Every flag can also be set as OCR_<FLAG> in the environment (e.g. OCR_WORKERS=2).",
+        prog=prog,
+        description=description + " Every flag can also be set as OCR_<FLAG> in the "
+        "environment (e.g. OCR_WORKERS=2).",
     )
     for flag, kind, default, help_text in _OPTIONS:
+        if names is not None and flag not in names:
+            continue
+        default = defaults.get(flag, default)
         env = "OCR_" + flag.upper().replace("-", "_")
         value = os.environ.get(env, default)
         if isinstance(value, str) and kind is not str:
@@ -134,6 +210,13 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         parser.add_argument(
             f"--{flag}", type=kind, default=value, help=f"{help_text} [{env}, default {default}]"
         )
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    parser = _parser(
+        "ocr-server", "OCR service: gRPC API, persistent queue, PaddleOCR worker pool.", None, {}
+    )
     args = parser.parse_args(argv)
     if args.engine not in ("paddle", "fake"):
         parser.error("--engine must be 'paddle' or 'fake'")
@@ -143,8 +226,18 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         parser.error(f"--metrics-listen {args.metrics_listen!r} is not host:port")
     if args.max_document_mb < 1 or args.max_message_mb < 1:
         parser.error("--max-document-mb and --max-message-mb must be at least 1")
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    if args.backend not in ("local", "redis"):
+        parser.error("--backend must be 'local' or 'redis'")
+    if args.backend == "redis" and not args.redis_url:
+        parser.error("--backend redis needs --redis-url (OCR_REDIS_URL)")
+    if args.backend == "local" and args.redis_url:
+        parser.error("--redis-url is for --backend redis (OCR_BACKEND=redis)")
+    if args.workers < (0 if args.backend == "redis" else 1):
+        parser.error(
+            "--workers must be at least 1 (0, a front end without workers, needs --backend redis)"
+        )
+    if args.backend == "redis" and args.workers and args.reclaim_after < 3 * args.host_heartbeat:
+        parser.error("--reclaim-after must be at least 3 x --host-heartbeat")
     if args.max_queue < 1 or args.max_pending_per_tenant < 0:
         parser.error("--max-queue must be at least 1 and --max-pending-per-tenant at least 0")
     if args.max_pending_per_tenant == 0:
@@ -156,6 +249,27 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
             "--tls-client-ca needs --tls-cert and --tls-key (client certificates need TLS)"
         )
     return ServerConfig(**{key: value for key, value in vars(args).items()})
+
+
+def parse_worker_args(argv: list[str] | None = None) -> WorkerHostConfig:
+    parser = _parser(
+        "ocr-worker",
+        "OCR worker host: takes pages from the service's Redis and recognises them.",
+        _WORKER_OPTIONS,
+        _WORKER_DEFAULTS,
+    )
+    args = parser.parse_args(argv)
+    if not args.redis_url:
+        parser.error("--redis-url is required (OCR_REDIS_URL), e.g. redis://redis.internal:6379/0")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.engine not in ("paddle", "fake"):
+        parser.error("--engine must be 'paddle' or 'fake'")
+    if args.log_format not in ("text", "json"):
+        parser.error("--log-format must be 'text' or 'json'")
+    if args.reclaim_after < 3 * args.host_heartbeat:
+        parser.error("--reclaim-after must be at least 3 x --host-heartbeat")
+    return WorkerHostConfig(**vars(args))
 
 
 def default_tenant_limit(max_queue: int, workers: int) -> int:

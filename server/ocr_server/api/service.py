@@ -7,7 +7,7 @@ import functools
 import logging
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import ParamSpec, TypeVar
 
 import grpc
@@ -84,6 +84,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         exporter: Exporter,
         observer: TaskObserver | None = None,
         submit_timer: Callable[[str, float], None] | None = None,
+        live_profiles: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self._exporter = exporter
         self._manager = manager
@@ -95,6 +96,8 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self._heartbeat = heartbeat
         self._observer: TaskObserver = observer or Fanout(())
         self._submit_timer = submit_timer
+        # profiles some worker can run now (a cluster's live worker hosts); default: installed
+        self._live_profiles = live_profiles or (lambda: capabilities.installed_profiles)
 
     @contextlib.contextmanager
     def _submitting(self, method: str, tenant: str) -> Iterator[None]:
@@ -251,13 +254,14 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self, request: ocr_pb2.GetCapabilitiesRequest, context: grpc.ServicerContext
     ) -> ocr_pb2.GetCapabilitiesResponse:
         self._tenant(context)
+        available = set(self._live_profiles())
         return ocr_pb2.GetCapabilitiesResponse(
             languages=list(self._capabilities.languages),
             profiles=[
                 ocr_pb2.Profile(
                     name=p.name,
                     description=p.description,
-                    available=p.name in self._capabilities.installed_profiles,
+                    available=p.name in available,
                 )
                 for p in self._capabilities.profiles.values()
             ],

@@ -89,6 +89,9 @@ class PageLease:
     document_ref: str
     document_type: str
     settings: Settings
+    # Every page is stored but the result was never built (the host that stored the last
+    # page died first): build it and `complete` the task; there is no page to run.
+    assemble: bool = False
 
 
 class PageOutcome(enum.Enum):
@@ -188,6 +191,20 @@ class TaskBackend(Protocol):
         A page may hold fewer tasks than asked (even none) and still have a next token."""
         ...
 
+    # --- figures for the metrics (telemetry.metrics.ServerGauges) ----------------------------
+
+    def unfinished_by_tenant(self) -> dict[tuple[str, str], int]:
+        """(tenant, "pending" | "processing") -> tasks now."""
+        ...
+
+    def queue_depth(self) -> int:
+        """Tasks waiting to start."""
+        ...
+
+    def store_bytes(self) -> int:
+        """What the store holds, in bytes (disk for the local one, memory for Redis)."""
+        ...
+
     # --- pages ----------------------------------------------------------------------------
 
     def next_page(self) -> PageLease | None:
@@ -241,6 +258,23 @@ class TaskBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# A typical record (one page, default settings) that a look-up of an unknown id reads and
+# parses, so that "no such task" costs what "another tenant's task" costs. Its id is not one a
+# request can name; it is expired (expires=0), so it is never returned as a task.
+STAND_IN = TaskRecord(
+    task_id="0" * 40,
+    tenant="stand-in",
+    state=TaskState.PENDING,
+    settings=Settings(language="en", profile="fast", pages="", dpi=200),
+    document_type="png",
+    page_numbers=[1],
+    created=0.0,
+    expires=0.0,
+    filename="document.png",
+    request_id="0" * 32,
+)
 
 
 # --- list_tasks cursors ---------------------------------------------------------------------

@@ -131,6 +131,9 @@ class TaskManager:
 
     def next_job(self) -> PageJob | None:
         while (lease := self._backend.next_page()) is not None:
+            if lease.assemble:
+                self._complete(lease.task_id)
+                continue
             files = contextlib.ExitStack()
             try:
                 path = files.enter_context(self._documents.local_file(lease.document_ref))
@@ -196,6 +199,27 @@ class TaskManager:
             record = self._backend.get(lease.task_id)
             if record is not None:
                 self._finished(record)
+
+    def lease_ids(self) -> list[str]:
+        """The leases of the pages handed out and not yet reported (a worker host's
+        heartbeat renews them)."""
+        with self._lock:
+            return [lease.lease_id for lease, _ in self._jobs.values()]
+
+    def release_unfinished(self, jobs: list[PageJob]) -> int:
+        """At shutdown, after the pool stopped: give back the pages of `jobs` not reported
+        meanwhile, without counting an attempt."""
+        released = 0
+        for job in jobs:
+            with self._lock:
+                held = self._jobs.pop(job.job_id, None)
+            if held is None:
+                continue
+            lease, files = held
+            files.close()
+            self._backend.release_page(lease)
+            released += 1
+        return released
 
     def _end_job(self, job: PageJob) -> PageLease:
         with self._lock:

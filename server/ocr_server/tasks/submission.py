@@ -238,11 +238,11 @@ class Submission:
 
     def _inspect(self, ref: str, document_type: str, whole: bytes | None) -> DocumentInfo:
         limits = self._limits.documents
-        with self._documents.local_file(ref) as path:
+        if document_type != "pdf" and whole is not None:  # no need to read it back
+            return inspect_image(whole, document_type, limits)
+        with self._documents.local_file(ref) as path:  # a remote store copies it here
             if document_type == "pdf":
                 return inspect_pdf(path, limits)
-            if whole is not None:
-                return inspect_image(whole, document_type, limits)
             # a streamed image is mapped, not read: the upload is never whole in memory
             with (
                 path.open("rb") as file,

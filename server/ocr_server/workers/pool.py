@@ -19,8 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Protocol, TypeVar
 
+from ocr_server.documents import DocumentLimits
+from ocr_server.engines.profiles import Profile
+from ocr_server.engines.tesseract import find_tessdata
 from ocr_server.errors import PageTimeoutError, TaskError
 from ocr_server.models import PageResult
 from ocr_server.workers.messages import (
@@ -51,6 +55,55 @@ class JobSource(Protocol):
     def job_failed(self, job: PageJob, failure: TaskError) -> None: ...
 
     def job_lost(self, job: PageJob, reason: str) -> None: ...
+
+
+class PoolSettings(Protocol):
+    """The flags a pool is built from (ServerConfig and WorkerHostConfig both have them)."""
+
+    @property
+    def workers(self) -> int: ...
+    @property
+    def model_dir(self) -> Path: ...
+    @property
+    def default_profile(self) -> str: ...
+    @property
+    def engine(self) -> str: ...
+    @property
+    def fake_rules(self) -> str: ...
+    @property
+    def log_format(self) -> str: ...
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def max_pixels(self) -> int: ...
+    @property
+    def max_pages(self) -> int: ...
+    @property
+    def page_timeout(self) -> float: ...
+    @property
+    def recycle_after(self) -> int: ...
+    @property
+    def tessdata_dir(self) -> Path | None: ...
+
+
+def build_pool(settings: PoolSettings, profiles: dict[str, Profile]) -> WorkerPool:
+    """The pool a server or a worker host runs (not started)."""
+    return WorkerPool(
+        size=settings.workers,
+        config=WorkerConfig(
+            model_dir=settings.model_dir,
+            default_profile=settings.default_profile,
+            profiles=profiles,
+            engine=settings.engine,
+            fake_rules=settings.fake_rules,
+            state_dir=settings.data_dir,
+            limits=DocumentLimits(max_pixels=settings.max_pixels, max_pages=settings.max_pages),
+            log_format=settings.log_format,
+            tessdata=find_tessdata(settings.tessdata_dir),
+        ),
+        page_timeout=settings.page_timeout,
+        recycle_after=settings.recycle_after,
+    )
 
 
 class WorkerStartError(RuntimeError):

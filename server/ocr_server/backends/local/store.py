@@ -26,9 +26,10 @@ from pathlib import Path
 import diskcache
 
 from ocr_server.backends.local.capacity import writing
+from ocr_server.backends.tasks import STAND_IN
 from ocr_server.clock import Clock, system_clock
 from ocr_server.errors import DamagedEntryError
-from ocr_server.models import PageResult, Settings, TaskRecord, TaskState
+from ocr_server.models import PageResult, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -194,21 +195,9 @@ class TaskStore:
         return removed
 
 
-# A typical record (one page, default settings): what get_task reads and parses for an
-# unknown id. Its key is not 40 hex digits, so no request ever looks it up; it never expires
-# and, expired itself (expires=0), is never returned as a task.
-_STAND_IN = TaskRecord(
-    task_id="0" * 40,
-    tenant="stand-in",
-    state=TaskState.PENDING,
-    settings=Settings(language="en", profile="fast", pages="", dpi=200),
-    document_type="png",
-    page_numbers=[1],
-    created=0.0,
-    expires=0.0,
-    filename="document.png",
-    request_id="0" * 32,
-).to_json()
+# What get_task reads and parses for an unknown id (backends.tasks.STAND_IN). Its key is not
+# 40 hex digits, so no request ever looks it up; it never expires in diskcache.
+_STAND_IN = STAND_IN.to_json()
 _STAND_IN_KEY = "stand-in"
 _ABSENT_KEY = "absent"  # never stored
 
