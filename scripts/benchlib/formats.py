@@ -22,9 +22,10 @@ from ocr.v1 import ocr_pb2
 from ocr_server import outputs
 from ocr_server.convert import build_result
 from ocr_server.documents import DEFAULT_DPI, DocumentLimits, page_resolution
+from ocr_server.engines.cache import EngineCache
 from ocr_server.outputs.source import Source
 from ocr_server.workers.messages import WORKER_ENVIRONMENT, PageJob
-from ocr_server.workers.worker import EngineCache, WorkerConfig, recognize_page
+from ocr_server.workers.worker import WorkerConfig, engine_builder, recognize_page
 
 PDF_TARGET = 0.05  # of the page's recognition CPU
 FORMATS = ("text", "json", "hocr", "alto", "pdf")
@@ -39,7 +40,7 @@ def measure(sets: list[EvalSet], profile: str, language: str) -> dict[str, Any]:
     """Per set: recognition CPU per page and each format's CPU per page and share of it."""
     os.environ.update(WORKER_ENVIRONMENT)
     config = WorkerConfig(model_dir=model_dir(), default_profile=profile, profiles=profiles())
-    engines = EngineCache(config)
+    engines = EngineCache(engine_builder(config), profile)
     engines.get(profile)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-formats-") as scratch:

@@ -86,6 +86,7 @@ class OcrServer:
                 limits=limits,
                 log_format=config.log_format,
                 tessdata=tessdata,
+                max_engines=config.engines_per_worker,
             ),
             page_timeout=config.page_timeout,
             recycle_after=config.recycle_after,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocr_server.engines.cache import DEFAULT_MAX_ENGINES
 from ocr_server.engines.profiles import DEFAULT_PROFILE
 
 DAY = 24 * 3600
@@ -48,6 +49,7 @@ class ServerConfig:
     tokens_file: Path | None
     page_timeout: float
     recycle_after: int
+    engines_per_worker: int
     max_pages: int
     max_pixels: int
     max_store_mb: int
@@ -99,6 +101,13 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("tokens-file", Path, None, "file of 'tenant:sha256-hex' lines"),
     ("page-timeout", parse_duration, "120s", "a page taking longer kills its worker"),
     ("recycle-after", int, 500, "replace a worker after this many pages (0: never)"),
+    (
+        "engines-per-worker",
+        int,
+        DEFAULT_MAX_ENGINES,
+        "profiles a worker keeps loaded; beyond, the least recently used one is dropped "
+        "(the default profile never is)",
+    ),
     ("max-pages", int, 2000, "most pages in one document"),
     ("max-pixels", int, 100_000_000, "most pixels in one page"),
     ("max-store-mb", int, 10_240, "task store size limit; Submit is refused beyond it"),
@@ -145,6 +154,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         parser.error("--max-document-mb and --max-message-mb must be at least 1")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.engines_per_worker < 1:
+        parser.error("--engines-per-worker must be at least 1")
     if args.max_queue < 1 or args.max_pending_per_tenant < 0:
         parser.error("--max-queue must be at least 1 and --max-pending-per-tenant at least 0")
     if args.max_pending_per_tenant == 0:

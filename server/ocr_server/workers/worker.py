@@ -12,12 +12,14 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ocr_server.documents import DocumentLimits, load_page, page_resolution
 from ocr_server.engines.base import OcrEngine
+from ocr_server.engines.cache import DEFAULT_MAX_ENGINES, EngineCache
 from ocr_server.engines.profiles import BUILTIN_PROFILES, Profile
 from ocr_server.errors import DamagedPageError, EngineError, InvalidDocumentError
 from ocr_server.languages.catalog import split
@@ -52,40 +54,38 @@ class WorkerConfig:
     limits: DocumentLimits = field(default_factory=DocumentLimits)
     log_format: str = "text"  # or "json", as the server's --log-format
     tessdata: Path | None = None
+    max_engines: int = DEFAULT_MAX_ENGINES  # profiles loaded at once (engines/cache.py)
 
 
-class EngineCache:
-    """One engine per profile, built on first use (the default one at start-up)."""
+def engine_builder(config: WorkerConfig) -> Callable[[str], OcrEngine]:
+    """How this worker builds the engine for a profile name."""
 
-    def __init__(self, config: WorkerConfig) -> None:
-        self._config = config
-        self._engines: dict[str, OcrEngine] = {}
-
-    def get(self, profile: str) -> OcrEngine:
-        if profile not in self._engines:
-            self._engines[profile] = self._build(profile)
-        return self._engines[profile]
-
-    def engine_name(self, profile: str) -> str:
-        """The engine family behind a profile, as the language checks name it."""
-        return "tesseract" if self._config.profiles[profile].is_tesseract else "paddleocr"
-
-    def _build(self, profile: str) -> OcrEngine:
-        if self._config.engine == "fake":
+    def build(profile: str) -> OcrEngine:
+        if config.engine == "fake":
             from ocr_server.engines.fake import FakeEngine
 
-            return FakeEngine(self._config.fake_rules, self._config.state_dir)
-        spec = self._config.profiles[profile]
+            return FakeEngine(config.fake_rules, config.state_dir)
+        spec = config.profiles[profile]
         if spec.is_tesseract:
             from ocr_server.engines.tesseract import TesseractEngine
 
-            return TesseractEngine(spec, self._config.model_dir, self._config.tessdata)
+            return TesseractEngine(spec, config.model_dir, config.tessdata)
         from ocr_server.engines.paddle import PaddleOcrEngine
 
-        return PaddleOcrEngine(spec, self._config.model_dir)
+        return PaddleOcrEngine(spec, config.model_dir)
+
+    return build
 
 
-def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> PageResult:
+def engine_family(config: WorkerConfig, profile: str) -> str:
+    """The engine family behind a profile, as the language checks name it."""
+    return "tesseract" if config.profiles[profile].is_tesseract else "paddleocr"
+
+
+def recognize_page(
+    job: PageJob, engines: EngineCache, limits: DocumentLimits, family: str = "paddleocr"
+) -> PageResult:
+    """One page read by the job's profile; `family` names its engine for the page checks."""
     image = load_page(Path(job.document_path), job.document_type, job.page_number, job.dpi, limits)
     height, width = image.shape[:2]
     lines = engines.get(job.profile).recognize(image, job.language)
@@ -102,7 +102,7 @@ def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -
         lines=tuple(line for row in rows for line in row),
         x_dpi=x_dpi,
         y_dpi=y_dpi,
-        warnings=check_page(lines, job.language, engines.engine_name(job.profile)),
+        warnings=check_page(lines, job.language, family),
     )
 
 
@@ -144,7 +144,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     lower_priority()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_worker_logging(config.log_format)
-    engines = EngineCache(config)
+    engines = EngineCache(engine_builder(config), config.default_profile, config.max_engines)
     try:
         engines.get(config.default_profile)
     except Exception as exc:  # any load failure is fatal for this worker, and said so
@@ -158,7 +158,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
             return  # the server went away
         match message:
             case RunPage(job=job):
-                conn.send(_run(job, engines, config.limits))
+                conn.send(_run(job, engines, config))
             case Stop():
                 return
             case _:
@@ -166,9 +166,10 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
                 return
 
 
-def _run(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> FromWorker:
+def _run(job: PageJob, engines: EngineCache, config: WorkerConfig) -> FromWorker:
     try:
-        return PageDone(job.job_id, recognize_page(job, engines, limits))
+        family = engine_family(config, job.profile)
+        return PageDone(job.job_id, recognize_page(job, engines, config.limits, family))
     except InvalidDocumentError as exc:
         return PageFailed(job.job_id, DamagedPageError(str(exc)))
     except Exception as exc:  # the worker survives; the task fails with the reason
