@@ -7,6 +7,7 @@ touches the network.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,16 @@ SMALL_IMAGE = 256
 PAD_SHARE = 2.0
 PAD_MIN = 16
 
-# The detector sees pages scaled down to this longest side.
+# The detector sees an image scaled down to this longest side: a US letter page at 200 dpi
+# becomes 742 x 960, the scale this profile was tuned at, and single text lines read best at
+# it too (full scale cost UW-III 0.51 -> 0.63% CER; docs/benchmarks.md). Long scans are cut
+# into page-shaped tiles before they get here (reading/tiling.py). A strip's short side would
+# shrink to a few pixels (a 20,000 x 100 px strip, padded: 23), so no image's short side goes
+# below DET_MIN_SHORT_SIDE, and no image beyond DET_MAX_AREA pixels (memory).
 DET_LIMIT_SIDE_LEN = 960
+DET_MIN_SHORT_SIDE = 96
+DET_MAX_AREA = 4_000_000
+PADDLEX_MAX_SIDE_LIMIT = 4000  # PaddleX's own cap on the longest side, raised when needed
 
 # Text lines recognised per inference call (sorted by width, so a batch pads little).
 REC_BATCH_SIZE = 1
@@ -60,7 +69,6 @@ class PaddleOcrEngine:
             "use_doc_orientation_classify": False,
             "use_doc_unwarping": False,
             "use_textline_orientation": False,
-            "text_det_limit_side_len": DET_LIMIT_SIDE_LEN,
             "text_det_limit_type": "max",
             "text_recognition_batch_size": REC_BATCH_SIZE,
             "engine": profile.engine,
@@ -76,7 +84,13 @@ class PaddleOcrEngine:
         bgr, pad = bgr_for_detection(image)
         if self._decoder is not None:
             self._decoder.language = language
-        results = self._pipeline.predict(bgr)
+        limit = detection_side_limit(*bgr.shape[:2])
+        # PaddleX's pipeline itself: the `paddleocr` wrapper does not pass the side limit on.
+        results = self._pipeline.paddlex_pipeline.predict(
+            bgr,
+            text_det_limit_side_len=limit,
+            text_det_max_side_limit=max(PADDLEX_MAX_SIDE_LIMIT, limit),
+        )
         lines: list[RecognizedLine] = []
         for result in results:
             for text, score, poly in zip(
@@ -124,6 +138,14 @@ def _mask_decoder(pipeline: Any) -> MaskedCtcDecoder | None:
     masked = MaskedCtcDecoder(decoder)
     recogniser.post_op = masked
     return masked
+
+
+def detection_side_limit(height: int, width: int) -> int:
+    """The longest side the detector should see this image at (never enlarged)."""
+    scale = min(1.0, DET_LIMIT_SIDE_LEN / max(height, width))
+    scale = max(scale, min(1.0, DET_MIN_SHORT_SIDE / min(height, width)))
+    scale = min(scale, math.sqrt(DET_MAX_AREA / (height * width)))
+    return max(32, math.ceil(scale * max(height, width)))
 
 
 def _padding(height: int, width: int) -> int:

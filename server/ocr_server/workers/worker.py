@@ -22,10 +22,11 @@ from ocr_server.engines.base import OcrEngine
 from ocr_server.engines.cache import DEFAULT_MAX_ENGINES, EngineCache
 from ocr_server.engines.profiles import BUILTIN_PROFILES, Profile
 from ocr_server.errors import DamagedPageError, EngineError, InvalidDocumentError
-from ocr_server.languages.catalog import split
 from ocr_server.languages.scripts import check_page
-from ocr_server.layout import order_lines, page_text
 from ocr_server.models import PageResult
+from ocr_server.reading.orientation import OrientationClassifier
+from ocr_server.reading.orientation import model_path as orientation_model_path
+from ocr_server.reading.page import read_page
 from ocr_server.telemetry.logs import configure_worker_logging
 from ocr_server.workers.messages import (
     Fatal,
@@ -83,27 +84,41 @@ def engine_family(config: WorkerConfig, profile: str) -> str:
 
 
 def recognize_page(
-    job: PageJob, engines: EngineCache, limits: DocumentLimits, family: str = "paddleocr"
+    job: PageJob,
+    engines: EngineCache,
+    limits: DocumentLimits,
+    family: str = "paddleocr",
+    classifier: OrientationClassifier | None = None,
 ) -> PageResult:
-    """One page read by the job's profile; `family` names its engine for the page checks."""
+    """One page read by the job's profile (turned upright by `classifier` when given);
+    `family` names its engine for the language checks."""
     image = load_page(Path(job.document_path), job.document_type, job.page_number, job.dpi, limits)
     height, width = image.shape[:2]
-    lines = engines.get(job.profile).recognize(image, job.language)
-    rows = order_lines(lines)
-    if all(language.right_to_left for language in split(job.language)):
-        rows = [row[::-1] for row in rows]  # a row split in parts reads from the right
     path = Path(job.document_path)
     x_dpi, y_dpi = page_resolution(path, job.document_type, job.page_number, job.dpi)
+    reading = read_page(image, engines.get(job.profile), job.language, classifier)
     return PageResult(
         page_number=job.page_number,
         width=width,
         height=height,
-        text=page_text(rows),
-        lines=tuple(line for row in rows for line in row),
+        text=reading.text,
+        lines=tuple(reading.lines),
         x_dpi=x_dpi,
         y_dpi=y_dpi,
-        warnings=check_page(lines, job.language, family),
+        rotation=reading.rotation,
+        warnings=(*reading.warnings, *check_page(reading.lines, job.language, family)),
     )
+
+
+def orientation_classifier(config: WorkerConfig) -> OrientationClassifier | None:
+    """The page orientation model, for real engines when it is installed."""
+    path = orientation_model_path(config.model_dir)
+    if config.engine == "fake":
+        return None
+    if not path.is_file():
+        log.warning("no orientation model at %s: pages are read as they come", path)
+        return None
+    return OrientationClassifier(path)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -146,7 +161,8 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     configure_worker_logging(config.log_format)
     engines = EngineCache(engine_builder(config), config.default_profile, config.max_engines)
     try:
-        engines.get(config.default_profile)
+        classifier = orientation_classifier(config)
+        engines.get(config.default_profile)  # last: the cache then freezes what is loaded
     except Exception as exc:  # any load failure is fatal for this worker, and said so
         conn.send(Fatal(f"{type(exc).__name__}: {exc}"))
         return
@@ -158,7 +174,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
             return  # the server went away
         match message:
             case RunPage(job=job):
-                conn.send(_run(job, engines, config))
+                conn.send(_run(job, engines, config, classifier))
             case Stop():
                 return
             case _:
@@ -166,10 +182,16 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
                 return
 
 
-def _run(job: PageJob, engines: EngineCache, config: WorkerConfig) -> FromWorker:
+def _run(
+    job: PageJob,
+    engines: EngineCache,
+    config: WorkerConfig,
+    classifier: OrientationClassifier | None,
+) -> FromWorker:
     try:
         family = engine_family(config, job.profile)
-        return PageDone(job.job_id, recognize_page(job, engines, config.limits, family))
+        page = recognize_page(job, engines, config.limits, family, classifier)
+        return PageDone(job.job_id, page)
     except InvalidDocumentError as exc:
         return PageFailed(job.job_id, DamagedPageError(str(exc)))
     except Exception as exc:  # the worker survives; the task fails with the reason
