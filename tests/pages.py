@@ -25,6 +25,7 @@ class Page:
     image: Image.Image
     lines: tuple[str, ...]  # every line drawn, top to bottom
     footnote: tuple[str, ...] = ()  # the small-print lines among them
+    footnote_top: int = 0  # where they start (pixels from the top)
 
     @property
     def truth(self) -> str:
@@ -71,15 +72,16 @@ def text_page(
         draw.text((MARGIN, y), line, font=font, fill=0)
         y += step
     notes = footnote or []
+    top = 0
     if notes:
         small = ImageFont.truetype(str(FONT), points(footnote_pt))
         small_step = round(points(footnote_pt) * 1.5)
-        y = page_size[1] - MARGIN - small_step * len(notes)
+        y = top = page_size[1] - MARGIN - small_step * len(notes)
         draw.line((MARGIN, y - small_step, MARGIN + 500, y - small_step), fill=0, width=2)
         for line in notes:
             draw.text((MARGIN, y), line, font=small, fill=0)
             y += small_step
-    return Page(image.convert("RGB"), (*lines, *notes), tuple(notes))
+    return Page(image.convert("RGB"), (*lines, *notes), tuple(notes), top)
 
 
 def stacked(pages: list[Page], gap: int = 0) -> Page:
