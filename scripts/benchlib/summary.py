@@ -146,6 +146,7 @@ def check_targets(
         checks.append({"target": target, "holds": holds, "measured": measured})
 
     tess = {r["set"]: r for r in rows if r["engine"] == "tesseract"}
+    peer = {r["set"]: r for r in rows if r["engine"] == "rapidocr"}
     for total in overall:
         if total["engine"] != "service":
             continue
@@ -189,6 +190,16 @@ def check_targets(
                 f"CER {what} Tesseract's on {name} ({profile})",
                 row["cer"] <= limit,
                 f"{row['cer']:.2%} vs {base['cer']:.2%}",
+            )
+        rival = peer.get(name)
+        if profile == default_profile and rival and row["cer"] is not None and rival["cer"]:
+            faster = row["pages_per_s"] > rival["pages_per_s"]
+            fewer = row["cer"] < rival["cer"]
+            check(
+                f"faster or more accurate than RapidOCR on {name} ({profile})",
+                faster or fewer,
+                f"{row['pages_per_s']:.2f} vs {rival['pages_per_s']:.2f} pages/s, "
+                f"CER {row['cer']:.2%} vs {rival['cer']:.2%}",
             )
         check(
             f"no CJK character with language=en on {name} ({profile})",
