@@ -188,10 +188,11 @@ class _Restriction:
         spaces around punctuation in technical text, while between words and after
         punctuation it restores the spaces the model drops ("THANK YOUFOR")."""
         plain = probs.argmax(axis=-1)  # (lines, frames)
-        space = probs[..., self.space]
+        space = probs[..., self.space]  # a view: changed in place below
         boosted = np.minimum(space * self.space_prior, 1.0)
-        others = np.delete(probs, self.space, axis=-1).max(axis=-1)
-        flips = (boosted >= others) & (plain != self.space)
+        # where the plain reading is not a space, its character is the best of the others
+        best = np.take_along_axis(probs, plain[..., None], axis=-1)[..., 0]
+        flips = (boosted >= best) & (plain != self.space)
         if not flips.any():
             return
         kinds = self.kinds
