@@ -16,16 +16,14 @@ import contextlib
 import importlib.util
 import multiprocessing
 import os
-import queue
-import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from benchlib.datasets import EvalSet, Page
+from benchlib.drive import drive
 from benchlib.outcome import PageOutcome, SetRun
-from benchlib.resources import CpuMeter, MemorySampler, peak_rss, reset_peaks
 from ocr_server.documents import DEFAULT_DPI
 
 PAGE_TIMEOUT = 300.0
@@ -120,45 +118,8 @@ class RapidOcr:
         return [p.pid for p in self._processes if p.pid is not None]
 
     def run(self, eval_set: EvalSet) -> SetRun:
-        todo: queue.SimpleQueue[Page] = queue.SimpleQueue()
-        for page in eval_set.pages:
-            todo.put(page)
-        outcomes: dict[str, PageOutcome] = {}
-        reset_peaks(self.pids)
-        cpu = CpuMeter()
-        memory = MemorySampler(lambda: self.pids).start()
-
-        def drain(conn: Connection) -> None:
-            while True:
-                try:
-                    page = todo.get_nowait()
-                except queue.Empty:
-                    return
-                outcomes[page.page_id] = self._read(conn, page)
-
-        threads = [threading.Thread(target=drain, args=(conn,)) for conn in self._conns]
-        cpu.start()
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - started
-        cpu.stop()
-        memory.stop()
-        peaks = {pid: peak for pid in self.pids if (peak := peak_rss(pid)) is not None}
-        return SetRun(
-            engine="rapidocr",
-            profile="",
-            set_name=eval_set.name,
-            wall_seconds=wall,
-            pages=[
-                outcomes.get(p.page_id) or PageOutcome(p.page_id, "", 0.0, "not run")
-                for p in eval_set.pages
-            ],
-            peak_rss_bytes=peaks or memory.peaks,
-            cpu_per_core=cpu.per_core,
-        )
+        """Read every page of the set, N at a time; wall time over the whole set."""
+        return drive(eval_set, self._conns, lambda: self.pids, self._read, "rapidocr", "")
 
     @staticmethod
     def _read(conn: Connection, page: Page) -> PageOutcome:
