@@ -11,7 +11,7 @@ from multiprocessing.connection import Connection
 
 from benchlib.datasets import EvalSet, Page
 from benchlib.outcome import PageOutcome, SetRun
-from benchlib.resources import CpuMeter, MemorySampler, peak_rss, reset_peaks
+from benchlib.resources import CpuMeter, MemorySampler, ProcessCpu, peak_rss, reset_peaks
 
 
 def drive(
@@ -30,6 +30,7 @@ def drive(
     outcomes: dict[str, PageOutcome] = {}
     reset_peaks(pids())
     cpu = CpuMeter()
+    engine_cpu = ProcessCpu(pids)
     memory = MemorySampler(pids).start()
 
     def drain(conn: Connection) -> None:
@@ -46,12 +47,14 @@ def drive(
 
     threads = [threading.Thread(target=drain, args=(conn,)) for conn in conns]
     cpu.start()
+    engine_cpu.start()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    engine_cpu.stop()
     cpu.stop()
     memory.stop()
     peaks = {pid: peak for pid in pids() if (peak := peak_rss(pid)) is not None}
@@ -66,4 +69,5 @@ def drive(
         ],
         peak_rss_bytes=peaks or memory.peaks,
         cpu_per_core=cpu.per_core,
+        engine_cpu_seconds=engine_cpu.seconds,
     )
