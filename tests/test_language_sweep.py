@@ -31,6 +31,7 @@ from PIL import Image
 from ocr_server.capabilities import Capabilities
 from ocr_server.config import default_model_dir
 from ocr_server.engines.base import OcrEngine
+from ocr_server.engines.cache import EngineCache
 from ocr_server.engines.profiles import BUILTIN_PROFILES
 from ocr_server.engines.tesseract import (
     _ATTEMPTS,
@@ -41,7 +42,7 @@ from ocr_server.engines.tesseract import (
 )
 from ocr_server.languages.catalog import BY_CODE
 from ocr_server.layout import order_lines, page_text
-from ocr_server.workers.worker import EngineCache, WorkerConfig
+from ocr_server.workers.worker import WorkerConfig, engine_builder
 from tests.documents import require_eval, scorer
 from tests.language_pages import LanguagePage, render_page
 from tests.language_texts import SENTENCES
@@ -142,9 +143,8 @@ def test_language_sweep() -> None:
     capabilities = Capabilities.discover(
         dict(BUILTIN_PROFILES), model_dir, "fast", fake_engine=False, tessdata=tessdata
     )
-    engines = EngineCache(
-        WorkerConfig(model_dir=model_dir, default_profile="fast", tessdata=tessdata)
-    )
+    config = WorkerConfig(model_dir=model_dir, default_profile="fast", tessdata=tessdata)
+    engines = EngineCache(engine_builder(config), "fast", max_engines=len(config.profiles))
     results: dict[str, dict[str, object]] = {}
     failures = []
     for language in SENTENCES:

@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchlib import formats, raw_engine, report, tesseract
+from benchlib import formats, rapidocr, raw_engine, report, tesseract
 from benchlib.datasets import ROOT, SET_NAMES, EvalSet, eval_dir, load_sets
 from benchlib.outcome import SetRun
 from benchlib.service import Service
 from benchlib.summary import Row, add_ratios, check_targets, soak_summary, summarise, totals
 from ocr_server.engines.profiles import DEFAULT_PROFILE
 
-ENGINES = ("raw", "service", "tesseract", "formats")
+ENGINES = ("raw", "service", "tesseract", "rapidocr", "formats")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if tesseract_problem:
         skipped.append(f"tesseract: skipped: {tesseract_problem}")
         _say(skipped[-1])
+    rapidocr_problem = rapidocr.available() if "rapidocr" in engines else None
+    if rapidocr_problem:
+        skipped.append(f"rapidocr: skipped: {rapidocr_problem}")
+        _say(skipped[-1])
     _say(
         f"{mode} run: sets {', '.join(f'{s.name} ({len(s.pages)})' for s in sets)}; "
         f"engines {', '.join(engines)}; profiles {', '.join(profiles)}; "
@@ -185,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
         for eval_set in sets:
             runs.append(engine.run(eval_set))
             _progress(runs[-1])
+    if "rapidocr" in engines and not rapidocr_problem:
+        with rapidocr.RapidOcr(args.workers) as peer:
+            for eval_set in sets:
+                runs.append(peer.run(eval_set))
+                _progress(runs[-1])
 
     format_costs = None
     if "formats" in engines:
@@ -211,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "engine_start_s": loads,
             "git": _version(["git", "rev-parse", "--short", "HEAD"]),
             "tesseract": _version(["tesseract", "--version"]),
+            "rapidocr": f"rapidocr_onnxruntime {rapidocr.VERSION}" if not rapidocr_problem else "",
         },
         "skipped": skipped,
         "sets": {s.name: {"description": s.description, "pages": len(s.pages)} for s in sets},

@@ -22,9 +22,16 @@ from ocr.v1 import ocr_pb2
 from ocr_server import outputs
 from ocr_server.convert import build_result
 from ocr_server.documents import DEFAULT_DPI, DocumentLimits, page_resolution
+from ocr_server.engines.cache import EngineCache
 from ocr_server.outputs.source import Source
+from ocr_server.reading.orientation import OrientationClassifier
 from ocr_server.workers.messages import WORKER_ENVIRONMENT, PageJob
-from ocr_server.workers.worker import EngineCache, WorkerConfig, recognize_page
+from ocr_server.workers.worker import (
+    WorkerConfig,
+    engine_builder,
+    orientation_classifier,
+    recognize_page,
+)
 
 PDF_TARGET = 0.05  # of the page's recognition CPU
 FORMATS = ("text", "json", "hocr", "alto", "pdf")
@@ -39,8 +46,9 @@ def measure(sets: list[EvalSet], profile: str, language: str) -> dict[str, Any]:
     """Per set: recognition CPU per page and each format's CPU per page and share of it."""
     os.environ.update(WORKER_ENVIRONMENT)
     config = WorkerConfig(model_dir=model_dir(), default_profile=profile, profiles=profiles())
-    engines = EngineCache(config)
+    engines = EngineCache(engine_builder(config), profile)
     engines.get(profile)
+    classifier = orientation_classifier(config)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-formats-") as scratch:
         output = Path(scratch) / "out"
@@ -48,7 +56,9 @@ def measure(sets: list[EvalSet], profile: str, language: str) -> dict[str, Any]:
             recognise = 0.0
             spent = dict.fromkeys(FORMATS, 0.0)
             for number, page in enumerate(eval_set.pages):
-                seconds, costs = _page_costs(page, engines, profile, language, output, number == 0)
+                seconds, costs = _page_costs(
+                    page, (engines, classifier), profile, language, output, number == 0
+                )
                 recognise += seconds
                 for name, cost in costs.items():
                     spent[name] += cost
@@ -80,16 +90,22 @@ def measure(sets: list[EvalSet], profile: str, language: str) -> dict[str, Any]:
 
 
 def _page_costs(
-    page: Page, engines: EngineCache, profile: str, language: str, output: Path, warm_up: bool
+    page: Page,
+    reader: tuple[EngineCache, OrientationClassifier | None],
+    profile: str,
+    language: str,
+    output: Path,
+    warm_up: bool,
 ) -> tuple[float, dict[str, float]]:
     """CPU seconds to recognise the page as a worker does, and to render each format."""
+    engines, classifier = reader
     dpi = DEFAULT_DPI if page.document_type == "pdf" else 0
     job = PageJob(0, "0" * 40, str(page.path), page.document_type, 1, dpi, profile, language)
     limits = DocumentLimits()
     if warm_up:  # the first inference of a process is slower
-        recognize_page(job, engines, limits)
+        recognize_page(job, engines, limits, classifier=classifier)
     start = _cpu()
-    recognised = recognize_page(job, engines, limits)
+    recognised = recognize_page(job, engines, limits, classifier=classifier)
     recognise = _cpu() - start
     result = ocr_pb2.OcrResult.FromString(build_result([recognised]))
     source = Source("0" * 40, page.path.name, page.document_type, language, profile, page.path)

@@ -23,6 +23,8 @@ class SetRun:
     pages: list[PageOutcome]
     peak_rss_bytes: dict[int, int] = field(default_factory=dict)  # per worker process
     cpu_per_core: list[float] = field(default_factory=list)
+    # CPU seconds the engine's own processes used on the set (0: not measured)
+    engine_cpu_seconds: float = 0.0
     rss_timeline: list[tuple[float, dict[int, int]]] = field(default_factory=list)
     # service only
     submit_seconds: list[float] = field(default_factory=list)  # while the workers are busy

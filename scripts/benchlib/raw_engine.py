@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -25,8 +24,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from benchlib.datasets import ROOT, EvalSet, Page
+from benchlib.drive import drive
 from benchlib.outcome import PageOutcome, SetRun
-from benchlib.resources import CpuMeter, MemorySampler, peak_rss, reset_peaks
 from ocr_server.documents import DEFAULT_DPI
 from ocr_server.engines.profiles import Profile, load_profiles
 from ocr_server.workers.messages import (
@@ -123,53 +122,8 @@ class RawEngine:
         return [p.pid for p in self._processes if p.pid is not None]
 
     def run(self, eval_set: EvalSet) -> SetRun:
-        """Recognise every page of the set, N at a time; wall time over the whole set."""
-        todo: queue.SimpleQueue[Page] = queue.SimpleQueue()
-        for page in eval_set.pages:
-            todo.put(page)
-        outcomes: dict[str, PageOutcome] = {}
-        reset_peaks(self.pids)
-        cpu = CpuMeter()
-        memory = MemorySampler(lambda: self.pids).start()
-
-        def drain(conn: Connection) -> None:
-            while True:
-                try:
-                    page = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    outcomes[page.page_id] = self._recognize(conn, page)
-                except (EOFError, OSError, TimeoutError) as exc:  # this worker is gone
-                    outcomes[page.page_id] = PageOutcome(
-                        page.page_id, "", 0.0, f"worker lost: {exc!r}"
-                    )
-                    return
-
-        threads = [threading.Thread(target=drain, args=(conn,)) for conn in self._conns]
-        cpu.start()
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - started
-        cpu.stop()
-        memory.stop()
-        peaks = {pid: peak for pid in self.pids if (peak := peak_rss(pid)) is not None}
-        return SetRun(
-            engine="raw",
-            profile=self.profile,
-            set_name=eval_set.name,
-            wall_seconds=wall,
-            pages=[
-                outcomes.get(p.page_id)
-                or PageOutcome(p.page_id, "", 0.0, "not run: no worker left")
-                for p in eval_set.pages
-            ],
-            peak_rss_bytes=peaks or memory.peaks,
-            cpu_per_core=cpu.per_core,
-        )
+        """Read every page of the set, N at a time; wall time over the whole set."""
+        return drive(eval_set, self._conns, lambda: self.pids, self._recognize, "raw", self.profile)
 
     def _recognize(self, conn: Connection, page: Page) -> PageOutcome:
         with self._lock:

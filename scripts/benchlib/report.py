@@ -33,8 +33,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     lines += [
         "| set | engine | pages | pages/s | p50 s | p95 s | CER | CER layout | WER | BOW "
-        "| CJK | peak RSS MB/worker | CPU % per core |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| CJK | peak RSS MB/worker | CPU s/page | CPU % per core |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in results["rows"]:
         errors = f" ({r['errors']} failed)" if r["errors"] else ""
@@ -43,6 +43,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_num(r['latency_p50_s'])} | {_num(r['latency_p95_s'])} | {_pct(r['cer'])} "
             f"| {_pct(r['cer_layout'])} | {_pct(r['wer'])} | {_pct(r['bow'])} | {r['cjk_chars']} "
             f"| {'/'.join(str(m) for m in r['peak_rss_mb_per_worker']) or '-'} "
+            f"| {_num(r.get('engine_cpu_s_per_page'))} "
             f"| {'/'.join(f'{c:.0f}' for c in r['cpu_per_core'])} |"
         )
     service = [r for r in results["rows"] if r["engine"] == "service"]

@@ -78,6 +78,37 @@ def _cpu_times() -> list[tuple[int, int]]:
     return cores
 
 
+def process_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used so far (processes gone are left out)."""
+    out = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        out[pid] = times.user + times.system
+    return out
+
+
+class ProcessCpu:
+    """CPU seconds a changing set of engine processes used between start() and stop(): the
+    figure that compares engines on a shared machine, where wall time also measures the other
+    tenants' load (and a worker at nice 10 loses more of it than a Tesseract at nice 0)."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self._pids = pids
+        self._start: dict[int, float] = {}
+        self.seconds = 0.0
+
+    def start(self) -> None:
+        self._start = process_cpu_seconds(self._pids())
+
+    def stop(self) -> float:
+        end = process_cpu_seconds(self._pids())
+        self.seconds = sum(used - self._start.get(pid, 0.0) for pid, used in end.items())
+        return self.seconds
+
+
 class CpuMeter:
     """Busy percentage of each core between start() and stop()."""
 

@@ -33,7 +33,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchlib.datasets import ROOT, EvalSet, Page
 from benchlib.outcome import PageOutcome, SetRun
-from benchlib.resources import CpuMeter, MemorySampler, reset_peaks, spawned_children
+from benchlib.resources import (
+    CpuMeter,
+    MemorySampler,
+    ProcessCpu,
+    reset_peaks,
+    spawned_children,
+)
 from ocr.v1 import ocr_pb2
 from ocr_client import OcrClient
 from ocr_client.client import FINAL_STATES
@@ -138,8 +144,10 @@ class Service:
 
         reset_peaks(self.worker_pids())
         cpu = CpuMeter()
+        engine_cpu = ProcessCpu(self.worker_pids)  # the workers: recognition, as the raw engine's
         memory = MemorySampler(self.worker_pids).start()
         cpu.start()
+        engine_cpu.start()
         started = time.perf_counter()
         probe: subprocess.Popen[str] | None = None
         with ThreadPoolExecutor(self.window, thread_name_prefix="client") as pool:
@@ -153,6 +161,7 @@ class Service:
                     probe = self._start_probe(eval_set.pages[0].path)  # workers saturated
             submits = self._stop_probe(probe)  # the last pages are handed out: queue drains
         wall = time.perf_counter() - started
+        engine_cpu.stop()
         cpu.stop()
         memory.stop()
         return SetRun(
@@ -166,6 +175,7 @@ class Service:
             ],
             peak_rss_bytes=memory.peaks,
             cpu_per_core=cpu.per_core,
+            engine_cpu_seconds=engine_cpu.seconds,
             rss_timeline=memory.timeline,
             submit_seconds=submits,
             watch_delays=delays,

@@ -35,8 +35,8 @@ def available() -> str | None:
     return None
 
 
-def _run(command: list[str], env: dict[str, str]) -> tuple[int, bytes, int]:
-    """(exit code, stdout, peak RSS in bytes) of one process, reaped with wait4."""
+def _run(command: list[str], env: dict[str, str]) -> tuple[int, bytes, int, float]:
+    """(exit code, stdout, peak RSS in bytes, CPU seconds) of one process, reaped with wait4."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     assert process.stdout is not None
     timer = threading.Timer(PAGE_TIMEOUT, process.kill)
@@ -48,7 +48,8 @@ def _run(command: list[str], env: dict[str, str]) -> tuple[int, bytes, int]:
     finally:
         timer.cancel()
     process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, out, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return process.returncode, out, usage.ru_maxrss * 1024, cpu  # ru_maxrss is in KiB
 
 
 class Tesseract:
@@ -58,12 +59,14 @@ class Tesseract:
 
     def run(self, eval_set: EvalSet) -> SetRun:
         peaks: list[int] = []
+        cpu_seconds: list[float] = []
         lock = threading.Lock()
 
         def one(page: Page) -> PageOutcome:
-            outcome, peak = self._page(page, eval_set.tesseract_psm)
+            outcome, peak, used = self._page(page, eval_set.tesseract_psm)
             with lock:
                 peaks.append(peak)
+                cpu_seconds.append(used)
             return outcome
 
         cpu = CpuMeter()
@@ -82,24 +85,29 @@ class Tesseract:
             # processes are per page, not per worker: report the largest as the worker figure
             peak_rss_bytes={0: max(peaks, default=0)},
             cpu_per_core=cpu.per_core,
+            engine_cpu_seconds=sum(cpu_seconds),
         )
 
-    def _page(self, page: Page, psm: int) -> tuple[PageOutcome, int]:
+    def _page(self, page: Page, psm: int) -> tuple[PageOutcome, int, float]:
+        """The page's outcome, its processes' peak RSS and their CPU seconds."""
         started = time.perf_counter()
         peak = 0
+        used = 0.0
         with tempfile.TemporaryDirectory(prefix="bench-tess-") as tmp:
             image = page.path
             if page.document_type == "pdf":
                 prefix = Path(tmp) / "page"
                 command = ["pdftoppm", "-r", str(DEFAULT_DPI), "-singlefile", "-png"]
-                code, _, peak = _run([*command, str(page.path), str(prefix)], self._env)
+                code, _, peak, used = _run([*command, str(page.path), str(prefix)], self._env)
                 image = prefix.with_suffix(".png")
                 if code != 0:
                     seconds = time.perf_counter() - started
-                    return PageOutcome(page.page_id, "", seconds, f"pdftoppm exit {code}"), peak
+                    failed = PageOutcome(page.page_id, "", seconds, f"pdftoppm exit {code}")
+                    return failed, peak, used
             command = ["tesseract", str(image), "stdout", "-l", "eng", "--psm", str(psm)]
-            code, out, tess_peak = _run(command, self._env)
+            code, out, tess_peak, tess_used = _run(command, self._env)
         seconds = time.perf_counter() - started
         error = "" if code == 0 else f"tesseract exit {code}"
         text = out.decode("utf-8", errors="replace")
-        return PageOutcome(page.page_id, text, seconds, error), max(peak, tess_peak)
+        outcome = PageOutcome(page.page_id, text, seconds, error)
+        return outcome, max(peak, tess_peak), used + tess_used

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocr_server.engines.cache import DEFAULT_MAX_ENGINES
 from ocr_server.engines.profiles import DEFAULT_PROFILE
 
 DAY = 24 * 3600
@@ -48,6 +49,7 @@ class ServerConfig:
     tokens_file: Path | None
     page_timeout: float
     recycle_after: int
+    engines_per_worker: int
     max_pages: int
     max_pixels: int
     max_store_mb: int
@@ -93,6 +95,7 @@ class WorkerHostConfig:
     reclaim_after: float
     host_heartbeat: float
     tessdata_dir: Path | None
+    engines_per_worker: int
 
 
 # (flag, parser of the text value, default, help)
@@ -129,6 +132,13 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("tokens-file", Path, None, "file of 'tenant:sha256-hex' lines"),
     ("page-timeout", parse_duration, "120s", "a page taking longer kills its worker"),
     ("recycle-after", int, 500, "replace a worker after this many pages (0: never)"),
+    (
+        "engines-per-worker",
+        int,
+        DEFAULT_MAX_ENGINES,
+        "profiles a worker keeps loaded; beyond, the least recently used one is dropped "
+        "(the default profile never is)",
+    ),
     ("max-pages", int, 2000, "most pages in one document"),
     ("max-pixels", int, 100_000_000, "most pixels in one page"),
     ("max-store-mb", int, 10_240, "task store size limit; Submit is refused beyond it"),
@@ -171,6 +181,7 @@ _WORKER_OPTIONS = (
     "default-profile",
     "profiles-file",
     "tessdata-dir",
+    "engines-per-worker",
     "page-timeout",
     "recycle-after",
     "max-pages",
@@ -238,6 +249,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         )
     if args.backend == "redis" and args.workers and args.reclaim_after < 3 * args.host_heartbeat:
         parser.error("--reclaim-after must be at least 3 x --host-heartbeat")
+    if args.engines_per_worker < 1:
+        parser.error("--engines-per-worker must be at least 1")
     if args.max_queue < 1 or args.max_pending_per_tenant < 0:
         parser.error("--max-queue must be at least 1 and --max-pending-per-tenant at least 0")
     if args.max_pending_per_tenant == 0:
@@ -269,6 +282,8 @@ def parse_worker_args(argv: list[str] | None = None) -> WorkerHostConfig:
         parser.error("--log-format must be 'text' or 'json'")
     if args.reclaim_after < 3 * args.host_heartbeat:
         parser.error("--reclaim-after must be at least 3 x --host-heartbeat")
+    if args.engines_per_worker < 1:
+        parser.error("--engines-per-worker must be at least 1")
     return WorkerHostConfig(**vars(args))
 
 

@@ -73,6 +73,7 @@ def page_to_proto(page: PageResult) -> ocr_pb2.Page:
         x_dpi=page.x_dpi,
         y_dpi=page.y_dpi,
         warnings=[ocr_pb2.PageWarning(code=w.code, message=w.message) for w in page.warnings],
+        rotation=page.rotation,
     )
 
 

@@ -109,6 +109,8 @@ class PageResult:
     x_dpi: float = 0.0
     y_dpi: float = 0.0
     warnings: tuple[PageWarning, ...] = ()
+    # Clockwise degrees the page's text was turned (it was read turned back).
+    rotation: int = 0
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))

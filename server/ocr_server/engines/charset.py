@@ -15,6 +15,7 @@ import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,12 @@ def allowed_predicate(language: str) -> Callable[[str], bool] | None:
 def space_prior(language: str) -> float:
     languages = split(language)
     return LATIN_SPACE_PRIOR if languages and all(x.script == "Latn" for x in languages) else 1.0
+
+
+# Where running text has no space, so the space prior must not put one (charset.py's
+# _Restriction.boost_spaces): before these, and after those.
+_NO_SPACE_BEFORE = frozenset(":;,.!?)]}/")
+_NO_SPACE_AFTER = frozenset("([{/")
 
 
 def allowed_mask(characters: Sequence[str], language: str) -> npt.NDArray[np.bool_] | None:
@@ -112,9 +119,8 @@ class MaskedCtcDecoder:
             )
             return _with_positions(self._decoder(pred, **kwargs), probs, kwargs)
         allowed = probs[..., restriction.columns]  # a copy: safe to change
-        if restriction.space >= 0 and restriction.space_prior != 1.0:
-            space = allowed[..., restriction.space]  # a view
-            np.minimum(space * restriction.space_prior, 1.0, out=space)
+        if restriction.space >= 0 and restriction.space_prior != 1.0 and allowed.ndim == 3:
+            restriction.boost_spaces(allowed)
         decoded = restriction.decoder([allowed, *pred[1:]], **kwargs)
         return _with_positions(decoded, allowed, kwargs)
 
@@ -161,3 +167,53 @@ class _Restriction:
     decoder: Any
     space: int
     space_prior: float
+
+    @cached_property
+    def kinds(self) -> dict[str, npt.NDArray[np.bool_]]:
+        """Per column (column 0 is the CTC blank): punctuation a space never precedes or
+        follows in running text, the full stop and lower-case letters."""
+        chars = [str(c) if i > 0 else "" for i, c in enumerate(self.decoder.character)]
+        return {
+            "no_space_before": np.array([c != "" and c in _NO_SPACE_BEFORE for c in chars]),
+            "no_space_after": np.array([c != "" and c in _NO_SPACE_AFTER for c in chars]),
+            "stop": np.array([c == "." for c in chars]),
+            "lower": np.array([c.islower() for c in chars]),
+        }
+
+    def boost_spaces(self, probs: npt.NDArray[np.float32]) -> None:
+        """Apply the space prior, in place, except where running text has no space: before
+        a colon, comma, full stop or closing bracket, after an opening bracket, around a
+        slash, between a full stop and a lower-case letter. There the model's own reading
+        stands ("https://", "obj.onLoad", "std::fabs", "[...]"): the prior had invented
+        spaces around punctuation in technical text, while between words and after
+        punctuation it restores the spaces the model drops ("THANK YOUFOR")."""
+        plain = probs.argmax(axis=-1)  # (lines, frames)
+        space = probs[..., self.space]  # a view: changed in place below
+        boosted = np.minimum(space * self.space_prior, 1.0)
+        # where the plain reading is not a space, its character is the best of the others
+        best = np.take_along_axis(probs, plain[..., None], axis=-1)[..., 0]
+        flips = (boosted >= best) & (plain != self.space)
+        if not flips.any():
+            return
+        kinds = self.kinds
+        is_char = (plain != 0) & (plain != self.space)
+        frames = np.arange(plain.shape[1])
+        # the character read last before each frame, and first after it (-1: none)
+        last = np.where(is_char, frames, -1)
+        last = np.maximum.accumulate(last, axis=1)
+        following = np.where(is_char, frames, plain.shape[1])
+        following = np.minimum.accumulate(following[:, ::-1], axis=1)[:, ::-1]
+        # ... strictly before and after it (the frame itself would become the space)
+        last = np.pad(last[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+        following = np.pad(following[:, 1:], ((0, 0), (0, 1)), constant_values=plain.shape[1])
+        rows = np.arange(plain.shape[0])[:, None]
+        before = np.where(last >= 0, plain[rows, np.maximum(last, 0)], 0)
+        after_index = np.minimum(following, plain.shape[1] - 1)
+        after = np.where(following < plain.shape[1], plain[rows, after_index], 0)
+        unspaced = (
+            kinds["no_space_after"][before]
+            | kinds["no_space_before"][after]
+            | (kinds["stop"][before] & kinds["lower"][after])
+        )
+        accept = flips & ~unspaced
+        space[accept] = boosted[accept]

@@ -7,6 +7,7 @@ touches the network.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,23 @@ SMALL_IMAGE = 256
 PAD_SHARE = 2.0
 PAD_MIN = 16
 
-# The detector sees pages scaled down to this longest side.
+# The detector sees an image scaled down to this longest side: a US letter page at 200 dpi
+# becomes 742 x 960, the scale this profile was tuned at, and single text lines read best at
+# it too (full scale cost UW-III 0.51 -> 0.63% CER; docs/benchmarks.md). Long scans are cut
+# into page-shaped tiles before they get here (reading/tiling.py). A strip's short side would
+# shrink to a few pixels (a 20,000 x 100 px strip, padded: 23), so no image's short side goes
+# below DET_MIN_SHORT_SIDE, and no image beyond DET_MAX_AREA pixels (memory).
 DET_LIMIT_SIDE_LEN = 960
+DET_MIN_SHORT_SIDE = 96
+DET_MAX_AREA = 4_000_000
+PADDLEX_MAX_SIDE_LIMIT = 4000  # PaddleX's own cap on the longest side, raised when needed
+
+# PaddleX pads every text line to at least 320 px (at 48 px high) before recognition; a third
+# of a manual page's lines are shorter (page numbers, table cells, code), and the recogniser's
+# cost grows with the width. 160 px cut a 200-dpi page's CPU by about 15% with CER unchanged
+# or better on every set (pdfset 5.85 -> 5.88%, held-out 0.80 -> 0.78%, SROIE 5.14 -> 5.10%,
+# UW-III 0.51 -> 0.48%; docs/benchmarks.md).
+REC_MIN_WIDTH = 160
 
 # Text lines recognised per inference call (sorted by width, so a batch pads little).
 REC_BATCH_SIZE = 1
@@ -60,7 +76,6 @@ class PaddleOcrEngine:
             "use_doc_orientation_classify": False,
             "use_doc_unwarping": False,
             "use_textline_orientation": False,
-            "text_det_limit_side_len": DET_LIMIT_SIDE_LEN,
             "text_det_limit_type": "max",
             "text_recognition_batch_size": REC_BATCH_SIZE,
             "engine": profile.engine,
@@ -70,13 +85,20 @@ class PaddleOcrEngine:
         }
         self._pipeline = PaddleOCR(**options)
         self._decoder = _mask_decoder(self._pipeline)
+        _narrow_line_padding(self._pipeline, REC_MIN_WIDTH)
 
     def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
         height, width = image.shape[:2]
         bgr, pad = bgr_for_detection(image)
         if self._decoder is not None:
             self._decoder.language = language
-        results = self._pipeline.predict(bgr)
+        limit = detection_side_limit(*bgr.shape[:2])
+        # PaddleX's pipeline itself: the `paddleocr` wrapper does not pass the side limit on.
+        results = self._pipeline.paddlex_pipeline.predict(
+            bgr,
+            text_det_limit_side_len=limit,
+            text_det_max_side_limit=max(PADDLEX_MAX_SIDE_LIMIT, limit),
+        )
         lines: list[RecognizedLine] = []
         for result in results:
             for text, score, poly in zip(
@@ -115,6 +137,21 @@ def _unpad(polygon: Polygon, pad: int, width: int, height: int) -> Polygon:
     )
 
 
+def _narrow_line_padding(pipeline: Any, width: int) -> None:
+    """Pad text lines to `width` instead of the model's 320 px, where the recogniser's
+    pre-processing allows it; its configuration too, which later steps read the padding
+    from (the share of each line's frames that is text)."""
+    recogniser = getattr(pipeline.paddlex_pipeline, "text_rec_model", None)
+    resize = getattr(recogniser, "pre_tfs", {}).get("ReisizeNorm")
+    if recogniser is None or resize is None or len(getattr(resize, "rec_image_shape", ())) != 3:
+        return
+    channels, height, _ = resize.rec_image_shape
+    resize.rec_image_shape = [channels, height, width]
+    for op in recogniser.config["PreProcess"]["transform_ops"]:
+        if "RecResizeImg" in op:
+            op["RecResizeImg"]["image_shape"] = [channels, height, width]
+
+
 def _mask_decoder(pipeline: Any) -> MaskedCtcDecoder | None:
     """Put a language mask in front of the recogniser's CTC decoder (None if it has none)."""
     recogniser = getattr(pipeline.paddlex_pipeline, "text_rec_model", None)
@@ -124,6 +161,14 @@ def _mask_decoder(pipeline: Any) -> MaskedCtcDecoder | None:
     masked = MaskedCtcDecoder(decoder)
     recogniser.post_op = masked
     return masked
+
+
+def detection_side_limit(height: int, width: int) -> int:
+    """The longest side the detector should see this image at (never enlarged)."""
+    scale = min(1.0, DET_LIMIT_SIDE_LEN / max(height, width))
+    scale = max(scale, min(1.0, DET_MIN_SHORT_SIDE / min(height, width)))
+    scale = min(scale, math.sqrt(DET_MAX_AREA / (height * width)))
+    return max(32, math.ceil(scale * max(height, width)))
 
 
 def _padding(height: int, width: int) -> int:

@@ -84,6 +84,8 @@ class PoolSettings(Protocol):
     def recycle_after(self) -> int: ...
     @property
     def tessdata_dir(self) -> Path | None: ...
+    @property
+    def engines_per_worker(self) -> int: ...
 
 
 def build_pool(settings: PoolSettings, profiles: dict[str, Profile]) -> WorkerPool:
@@ -100,6 +102,7 @@ def build_pool(settings: PoolSettings, profiles: dict[str, Profile]) -> WorkerPo
             limits=DocumentLimits(max_pixels=settings.max_pixels, max_pages=settings.max_pages),
             log_format=settings.log_format,
             tessdata=find_tessdata(settings.tessdata_dir),
+            max_engines=settings.engines_per_worker,
         ),
         page_timeout=settings.page_timeout,
         recycle_after=settings.recycle_after,

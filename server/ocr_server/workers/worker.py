@@ -12,18 +12,21 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ocr_server.documents import DocumentLimits, load_page, page_resolution
 from ocr_server.engines.base import OcrEngine
+from ocr_server.engines.cache import DEFAULT_MAX_ENGINES, EngineCache
 from ocr_server.engines.profiles import BUILTIN_PROFILES, Profile
 from ocr_server.errors import DamagedPageError, EngineError, InvalidDocumentError
-from ocr_server.languages.catalog import split
 from ocr_server.languages.scripts import check_page
-from ocr_server.layout import order_lines, page_text
 from ocr_server.models import PageResult
+from ocr_server.reading.orientation import OrientationClassifier
+from ocr_server.reading.orientation import model_path as orientation_model_path
+from ocr_server.reading.page import read_page
 from ocr_server.telemetry.logs import configure_worker_logging
 from ocr_server.workers.messages import (
     Fatal,
@@ -52,58 +55,70 @@ class WorkerConfig:
     limits: DocumentLimits = field(default_factory=DocumentLimits)
     log_format: str = "text"  # or "json", as the server's --log-format
     tessdata: Path | None = None
+    max_engines: int = DEFAULT_MAX_ENGINES  # profiles loaded at once (engines/cache.py)
 
 
-class EngineCache:
-    """One engine per profile, built on first use (the default one at start-up)."""
+def engine_builder(config: WorkerConfig) -> Callable[[str], OcrEngine]:
+    """How this worker builds the engine for a profile name."""
 
-    def __init__(self, config: WorkerConfig) -> None:
-        self._config = config
-        self._engines: dict[str, OcrEngine] = {}
-
-    def get(self, profile: str) -> OcrEngine:
-        if profile not in self._engines:
-            self._engines[profile] = self._build(profile)
-        return self._engines[profile]
-
-    def engine_name(self, profile: str) -> str:
-        """The engine family behind a profile, as the language checks name it."""
-        return "tesseract" if self._config.profiles[profile].is_tesseract else "paddleocr"
-
-    def _build(self, profile: str) -> OcrEngine:
-        if self._config.engine == "fake":
+    def build(profile: str) -> OcrEngine:
+        if config.engine == "fake":
             from ocr_server.engines.fake import FakeEngine
 
-            return FakeEngine(self._config.fake_rules, self._config.state_dir)
-        spec = self._config.profiles[profile]
+            return FakeEngine(config.fake_rules, config.state_dir)
+        spec = config.profiles[profile]
         if spec.is_tesseract:
             from ocr_server.engines.tesseract import TesseractEngine
 
-            return TesseractEngine(spec, self._config.model_dir, self._config.tessdata)
+            return TesseractEngine(spec, config.model_dir, config.tessdata)
         from ocr_server.engines.paddle import PaddleOcrEngine
 
-        return PaddleOcrEngine(spec, self._config.model_dir)
+        return PaddleOcrEngine(spec, config.model_dir)
+
+    return build
 
 
-def recognize_page(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> PageResult:
+def engine_family(config: WorkerConfig, profile: str) -> str:
+    """The engine family behind a profile, as the language checks name it."""
+    return "tesseract" if config.profiles[profile].is_tesseract else "paddleocr"
+
+
+def recognize_page(
+    job: PageJob,
+    engines: EngineCache,
+    limits: DocumentLimits,
+    family: str = "paddleocr",
+    classifier: OrientationClassifier | None = None,
+) -> PageResult:
+    """One page read by the job's profile (turned upright by `classifier` when given);
+    `family` names its engine for the language checks."""
     image = load_page(Path(job.document_path), job.document_type, job.page_number, job.dpi, limits)
     height, width = image.shape[:2]
-    lines = engines.get(job.profile).recognize(image, job.language)
-    rows = order_lines(lines)
-    if all(language.right_to_left for language in split(job.language)):
-        rows = [row[::-1] for row in rows]  # a row split in parts reads from the right
     path = Path(job.document_path)
     x_dpi, y_dpi = page_resolution(path, job.document_type, job.page_number, job.dpi)
+    reading = read_page(image, engines.get(job.profile), job.language, classifier)
     return PageResult(
         page_number=job.page_number,
         width=width,
         height=height,
-        text=page_text(rows),
-        lines=tuple(line for row in rows for line in row),
+        text=reading.text,
+        lines=tuple(reading.lines),
         x_dpi=x_dpi,
         y_dpi=y_dpi,
-        warnings=check_page(lines, job.language, engines.engine_name(job.profile)),
+        rotation=reading.rotation,
+        warnings=(*reading.warnings, *check_page(reading.lines, job.language, family)),
     )
+
+
+def orientation_classifier(config: WorkerConfig) -> OrientationClassifier | None:
+    """The page orientation model, for real engines when it is installed."""
+    path = orientation_model_path(config.model_dir)
+    if config.engine == "fake":
+        return None
+    if not path.is_file():
+        log.warning("no orientation model at %s: pages are read as they come", path)
+        return None
+    return OrientationClassifier(path)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -144,9 +159,10 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     lower_priority()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_worker_logging(config.log_format)
-    engines = EngineCache(config)
+    engines = EngineCache(engine_builder(config), config.default_profile, config.max_engines)
     try:
-        engines.get(config.default_profile)
+        classifier = orientation_classifier(config)
+        engines.get(config.default_profile)  # last: the cache then freezes what is loaded
     except Exception as exc:  # any load failure is fatal for this worker, and said so
         conn.send(Fatal(f"{type(exc).__name__}: {exc}"))
         return
@@ -158,7 +174,7 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
             return  # the server went away
         match message:
             case RunPage(job=job):
-                conn.send(_run(job, engines, config.limits))
+                conn.send(_run(job, engines, config, classifier))
             case Stop():
                 return
             case _:
@@ -166,9 +182,16 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
                 return
 
 
-def _run(job: PageJob, engines: EngineCache, limits: DocumentLimits) -> FromWorker:
+def _run(
+    job: PageJob,
+    engines: EngineCache,
+    config: WorkerConfig,
+    classifier: OrientationClassifier | None,
+) -> FromWorker:
     try:
-        return PageDone(job.job_id, recognize_page(job, engines, limits))
+        family = engine_family(config, job.profile)
+        page = recognize_page(job, engines, config.limits, family, classifier)
+        return PageDone(job.job_id, page)
     except InvalidDocumentError as exc:
         return PageFailed(job.job_id, DamagedPageError(str(exc)))
     except Exception as exc:  # the worker survives; the task fails with the reason

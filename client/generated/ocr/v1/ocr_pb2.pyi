@@ -221,7 +221,10 @@ Global___Task: _TypeAlias = Task  # noqa: Y015
 
 @_typing.final
 class Point(_message.Message):
-    """A point in page pixels (origin top left)."""
+    """A point in page pixels, origin top left, on the page as the client sent it: an image as a
+    viewer shows it (after its EXIF orientation), a PDF page as rendered at the requested dpi
+    with its /Rotate applied. A page read turned (Page.rotation) has its boxes mapped back.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -291,7 +294,9 @@ class Line(_message.Message):
     """Recogniser confidence, 0 to 1."""
     @_builtins.property
     def polygon(self) -> _containers.RepeatedCompositeFieldContainer[Global___Point]:
-        """The line's outline in page pixels, clockwise from the top-left corner."""
+        """The line's outline in page pixels, clockwise from the text's own top-left corner (where
+        reading starts: on a page turned 90 degrees clockwise, its top-right corner).
+        """
 
     @_builtins.property
     def words(self) -> _containers.RepeatedCompositeFieldContainer[Global___Word]:
@@ -326,7 +331,8 @@ class PageWarning(_message.Message):
     code: _builtins.str
     """Stable, machine-readable: "SCRIPT_MISMATCH" (the text is mostly not in the requested
     language's script), "LOW_CONFIDENCE" (the recogniser doubts most of what it read: wrong
-    language, or an unreadable scan).
+    language, or an unreadable scan), "ORIENTATION_UNCERTAIN" (which way up the page is
+    could not be told; it was read the way its text read best).
     """
     message: _builtins.str
     """What was found and what to do, for a person."""
@@ -358,6 +364,7 @@ class Page(_message.Message):
     X_DPI_FIELD_NUMBER: _builtins.int
     Y_DPI_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
+    ROTATION_FIELD_NUMBER: _builtins.int
     page_number: _builtins.int
     """1-based number of the page in the document."""
     width: _builtins.int
@@ -370,6 +377,11 @@ class Page(_message.Message):
     image's): the page is width / x_dpi inches wide.
     """
     y_dpi: _builtins.float
+    rotation: _builtins.int
+    """How far the page's text was turned on the page as sent, clockwise: 0, 90, 180 or 270
+    degrees. The server detected it and read the page turned back by as much; boxes are
+    still given on the page as sent.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___Line]: ...
     @_builtins.property
@@ -387,10 +399,11 @@ class Page(_message.Message):
         x_dpi: _builtins.float = ...,
         y_dpi: _builtins.float = ...,
         warnings: _abc.Iterable[Global___PageWarning] | None = ...,
+        rotation: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "lines", b"lines", "page_number", b"page_number", "text", b"text", "warnings", b"warnings", "width", b"width", "x_dpi", b"x_dpi", "y_dpi", b"y_dpi"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "lines", b"lines", "page_number", b"page_number", "rotation", b"rotation", "text", b"text", "warnings", b"warnings", "width", b"width", "x_dpi", b"x_dpi", "y_dpi", b"y_dpi"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
