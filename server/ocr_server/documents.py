@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, cast
 
 import numpy as np
-from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from ocr_server.engines.base import Image as PageImage
 from ocr_server.errors import InvalidDocumentError, InvalidSettingsError
@@ -226,7 +226,7 @@ def load_page(
         if page_number > 1:
             image.seek(page_number - 1)
         _check_pixels(image.size, limits, f"page {page_number}")  # this frame's own size
-        return _to_rgb_array(ImageOps.exif_transpose(image) or image)
+        return _to_rgb_array(_upright(image))
 
 
 # A resolution an image file states outside this range (a 1-dpi placeholder, a corrupt
@@ -322,8 +322,22 @@ def _check_pixels(size: tuple[int, int], limits: DocumentLimits, what: str) -> N
         )
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF (or XMP) orientation says. Without one to apply it is
+    the image itself: `exif_transpose` would copy the page (6 ms of a 200-dpi page's CPU)."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) not in _TURNING_ORIENTATIONS:
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+_TURNING_ORIENTATIONS = frozenset(range(2, 9))
+
+
 def _to_rgb_array(image: Image.Image) -> PageImage:
-    """Flatten any mode (CMYK, 16-bit, palette with alpha, ...) to 8-bit RGB on white."""
+    """Flatten any mode (CMYK, 16-bit, palette with alpha, ...) to 8-bit RGB on white (an
+    RGB image straight to its array: converting it first would copy the page again)."""
+    if image.mode == "RGB":
+        return np.asarray(image, dtype=np.uint8)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         wide = np.asarray(image, dtype=np.uint32)
         image = Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8), mode="L")

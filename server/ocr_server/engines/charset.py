@@ -56,7 +56,7 @@ def space_prior(language: str) -> float:
 
 
 # Where running text has no space, so the space prior must not put one (charset.py's
-# _Restriction.boost_spaces): before these, and after those.
+# _Restriction.space_flips): before these, and after those.
 _NO_SPACE_BEFORE = frozenset(":;,.!?)]}/")
 _NO_SPACE_AFTER = frozenset("([{/")
 
@@ -109,20 +109,75 @@ class MaskedCtcDecoder:
         kwargs["return_word_box"] = False  # PaddleX's word boxes: ours come from positions
         restriction = self._restriction()
         probs = np.asarray(pred[0])
-        if restriction is None:
-            return _with_positions(self._decoder(pred, **kwargs), probs, kwargs)
-        if probs.shape[-1] != len(self._characters):
+        if restriction is not None and probs.shape[-1] != len(self._characters):
             log.warning(
                 "recogniser output has %d classes but its dictionary %d: not restricted",
                 probs.shape[-1],
                 len(self._characters),
             )
             return _with_positions(self._decoder(pred, **kwargs), probs, kwargs)
+        if probs.ndim == 3 and _is_plain_ctc(self._decoder):
+            return self._decode(probs, restriction, kwargs)
+        if restriction is None:
+            return _with_positions(self._decoder(pred, **kwargs), probs, kwargs)
         allowed = probs[..., restriction.columns]  # a copy: safe to change
-        if restriction.space >= 0 and restriction.space_prior != 1.0 and allowed.ndim == 3:
-            restriction.boost_spaces(allowed)
+        if allowed.ndim == 3:
+            for row in allowed:
+                best = row.argmax(axis=-1)
+                probability = np.take_along_axis(row, best[:, None], axis=-1)[:, 0]
+                flips = restriction.space_flips(best, probability, row[:, restriction.space])
+                if flips is not None:
+                    accept, boosted = flips
+                    row[accept, restriction.space] = boosted[accept]
         decoded = restriction.decoder([allowed, *pred[1:]], **kwargs)
         return _with_positions(decoded, allowed, kwargs)
+
+    def _decode(
+        self, probs: npt.NDArray[np.float32], restriction: _Restriction | None, kwargs: Any
+    ) -> tuple[list[str], list[float]]:
+        """PaddleX's CTC decoding (best character per frame; blanks and repeats dropped; the
+        mean probability of the characters kept), over the allowed characters with the space
+        prior applied, each text a DecodedText; one pass per line instead of PaddleX's
+        decoder plus a second for the positions (a tenth of a millisecond less per line)."""
+        characters = self._characters if restriction is None else restriction.decoder.character
+        ratios = kwargs.get("wh_ratio_list") or []
+        widest = float(kwargs.get("max_wh_ratio") or 0.0)
+        texts: list[str] = []
+        scores: list[float] = []
+        for index, line in enumerate(probs):
+            row = line if restriction is None else line[:, restriction.columns]
+            best = row.argmax(axis=-1)
+            probability = np.take_along_axis(row, best[:, None], axis=-1)[:, 0]
+            if restriction is not None:
+                flips = restriction.space_flips(best, probability, row[:, restriction.space])
+                if flips is not None:
+                    accept, boosted = flips
+                    # as the argmax over the boosted row picks: the space unless it only
+                    # ties with a character before it in the dictionary
+                    space = accept & ((boosted > probability) | (restriction.space < best))
+                    best = np.where(space, restriction.space, best)
+                    probability = np.where(accept, boosted, probability)
+            kept = best != 0
+            kept[1:] &= best[1:] != best[:-1]
+            columns = np.flatnonzero(kept)
+            text = "".join([characters[i] for i in best[columns].tolist()])
+            scores.append(float(probability[columns].mean()) if columns.size else 0.0)
+            frames = float(line.shape[0])
+            if index < len(ratios) and widest > 0:
+                frames *= float(ratios[index]) / widest  # the rest is padding
+            if len(columns) != len(text):  # a dictionary entry of several characters
+                texts.append(text)
+            else:
+                texts.append(
+                    DecodedText(text, columns.tolist(), frames, probability[columns].tolist())
+                )
+        return texts, scores
+
+
+def _is_plain_ctc(decoder: Any) -> bool:
+    """PaddleX's own CTC decoder, which `_decode` reproduces (not a subclass that reorders
+    the text, such as right-to-left models')."""
+    return type(decoder).__name__ == "CTCLabelDecode" and not getattr(decoder, "reverse", False)
 
 
 def _with_positions(decoded: Any, probs: npt.NDArray[Any], kwargs: dict[str, Any]) -> Any:
@@ -180,40 +235,44 @@ class _Restriction:
             "lower": np.array([c.islower() for c in chars]),
         }
 
-    def boost_spaces(self, probs: npt.NDArray[np.float32]) -> None:
-        """Apply the space prior, in place, except where running text has no space: before
-        a colon, comma, full stop or closing bracket, after an opening bracket, around a
-        slash, between a full stop and a lower-case letter. There the model's own reading
-        stands ("https://", "obj.onLoad", "std::fabs", "[...]"): the prior had invented
-        spaces around punctuation in technical text, while between words and after
-        punctuation it restores the spaces the model drops ("THANK YOUFOR")."""
-        plain = probs.argmax(axis=-1)  # (lines, frames)
-        space = probs[..., self.space]  # a view: changed in place below
-        boosted = np.minimum(space * self.space_prior, 1.0)
-        # where the plain reading is not a space, its character is the best of the others
-        best = np.take_along_axis(probs, plain[..., None], axis=-1)[..., 0]
-        flips = (boosted >= best) & (plain != self.space)
+    def space_flips(
+        self,
+        best: npt.NDArray[np.intp],
+        probability: npt.NDArray[np.float32],
+        space_probability: npt.NDArray[np.float32],
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]] | None:
+        """Where one line's space prior turns a frame into a space, and the space's boosted
+        probability; None when it turns none, or the language has no prior. `best` and
+        `probability` are each frame's best column and its probability.
+
+        The prior applies except where running text has no space: before a colon, comma,
+        full stop or closing bracket, after an opening bracket, around a slash, between a
+        full stop and a lower-case letter. There the model's own reading stands
+        ("https://", "obj.onLoad", "std::fabs", "[...]"): the prior had invented spaces
+        around punctuation in technical text, while between words and after punctuation it
+        restores the spaces the model drops ("THANK YOUFOR")."""
+        if self.space < 0 or self.space_prior == 1.0:
+            return None
+        boosted = np.minimum(space_probability * self.space_prior, 1.0)
+        # where the best reading is not a space, its character is the best of the others
+        flips = (boosted >= probability) & (best != self.space)
         if not flips.any():
-            return
+            return None
         kinds = self.kinds
-        is_char = (plain != 0) & (plain != self.space)
-        frames = np.arange(plain.shape[1])
-        # the character read last before each frame, and first after it (-1: none)
-        last = np.where(is_char, frames, -1)
-        last = np.maximum.accumulate(last, axis=1)
-        following = np.where(is_char, frames, plain.shape[1])
-        following = np.minimum.accumulate(following[:, ::-1], axis=1)[:, ::-1]
+        count = best.shape[0]
+        is_char = (best != 0) & (best != self.space)
+        frames = np.arange(count)
+        # the character read last before each frame, and first after it (-1: none) ...
+        last = np.maximum.accumulate(np.where(is_char, frames, -1))
+        following = np.minimum.accumulate(np.where(is_char, frames, count)[::-1])[::-1]
         # ... strictly before and after it (the frame itself would become the space)
-        last = np.pad(last[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
-        following = np.pad(following[:, 1:], ((0, 0), (0, 1)), constant_values=plain.shape[1])
-        rows = np.arange(plain.shape[0])[:, None]
-        before = np.where(last >= 0, plain[rows, np.maximum(last, 0)], 0)
-        after_index = np.minimum(following, plain.shape[1] - 1)
-        after = np.where(following < plain.shape[1], plain[rows, after_index], 0)
+        last = np.concatenate(([-1], last[:-1]))
+        following = np.concatenate((following[1:], [count]))
+        before = np.where(last >= 0, best[np.maximum(last, 0)], 0)
+        after = np.where(following < count, best[np.minimum(following, count - 1)], 0)
         unspaced = (
             kinds["no_space_after"][before]
             | kinds["no_space_before"][after]
             | (kinds["stop"][before] & kinds["lower"][after])
         )
-        accept = flips & ~unspaced
-        space[accept] = boosted[accept]
+        return flips & ~unspaced, boosted

@@ -16,6 +16,7 @@ import numpy as np
 
 from ocr_server.engines.base import Image, Polygon, RecognizedLine, RecognizedWord
 from ocr_server.engines.charset import MaskedCtcDecoder, strip_disallowed
+from ocr_server.engines.lines import DirectPipeline
 from ocr_server.engines.profiles import Profile
 from ocr_server.engines.words import locate_words
 
@@ -86,43 +87,59 @@ class PaddleOcrEngine:
         self._pipeline = PaddleOCR(**options)
         self._decoder = _mask_decoder(self._pipeline)
         _narrow_line_padding(self._pipeline, REC_MIN_WIDTH)
+        paddlex = self._pipeline.paddlex_pipeline
+        self._direct = DirectPipeline(paddlex) if DirectPipeline.supports(paddlex) else None
 
     def recognize(self, image: Image, language: str) -> list[RecognizedLine]:
         height, width = image.shape[:2]
-        bgr, pad = bgr_for_detection(image)
+        page, pad = with_margin(image)
         if self._decoder is not None:
             self._decoder.language = language
-        limit = detection_side_limit(*bgr.shape[:2])
-        # PaddleX's pipeline itself: the `paddleocr` wrapper does not pass the side limit on.
-        results = self._pipeline.paddlex_pipeline.predict(
-            bgr,
-            text_det_limit_side_len=limit,
-            text_det_max_side_limit=max(PADDLEX_MAX_SIDE_LIMIT, limit),
-        )
         lines: list[RecognizedLine] = []
-        for result in results:
+        for poly, text, score in self._read(page):
+            if self._decoder is None:
+                text = strip_disallowed(text, language)
+            if not text.strip():
+                continue
+            # Words follow the crop's own polygon (in padded coordinates), then every
+            # point is moved back onto the page.
+            words = tuple(
+                RecognizedWord(w.text, w.confidence, _unpad(w.polygon, pad, width, height))
+                for w in locate_words(text, _polygon(poly), score)
+            )
+            lines.append(
+                RecognizedLine(
+                    text=str(text),
+                    confidence=score,
+                    polygon=_unpad(_polygon(poly), pad, width, height),
+                    words=words,
+                )
+            )
+        return lines
+
+    def _read(self, page: Image) -> list[tuple[Any, str, float]]:
+        """Each line's box, text and confidence, from the models called directly, or for a
+        pipeline whose steps DirectPipeline does not know, from PaddleX's pipeline itself."""
+        limit = detection_side_limit(*page.shape[:2])
+        max_side = max(PADDLEX_MAX_SIDE_LIMIT, limit)
+        if self._direct is not None:
+            return [
+                (line.polygon, line.text, line.confidence)
+                for line in self._direct.read(page, limit, max_side)
+            ]
+        # The `paddleocr` wrapper does not pass the side limit on: PaddleX's pipeline does.
+        results = self._pipeline.paddlex_pipeline.predict(
+            np.ascontiguousarray(page[:, :, ::-1]),  # BGR, as the pipeline expects
+            text_det_limit_side_len=limit,
+            text_det_max_side_limit=max_side,
+        )
+        return [
+            (poly, text, float(score))
+            for result in results
             for text, score, poly in zip(
                 result["rec_texts"], result["rec_scores"], result["rec_polys"], strict=True
-            ):
-                if self._decoder is None:
-                    text = strip_disallowed(text, language)
-                if not text.strip():
-                    continue
-                # Words follow the crop's own polygon (in padded coordinates), then every
-                # point is moved back onto the page.
-                words = tuple(
-                    RecognizedWord(w.text, w.confidence, _unpad(w.polygon, pad, width, height))
-                    for w in locate_words(text, _polygon(poly), float(score))
-                )
-                lines.append(
-                    RecognizedLine(
-                        text=str(text),
-                        confidence=float(score),
-                        polygon=_unpad(_polygon(poly), pad, width, height),
-                        words=words,
-                    )
-                )
-        return lines
+            )
+        ]
 
 
 def _polygon(points: Any) -> Polygon:
@@ -176,15 +193,20 @@ def _padding(height: int, width: int) -> int:
     return int(max(PAD_SHARE * short, PAD_MIN)) if short < SMALL_IMAGE else 0
 
 
-def bgr_for_detection(image: Image) -> tuple[Image, int]:
-    """The page in BGR, as PaddleOCR expects (ours are RGB), with the white margin a small
-    image needs; and that margin's width. The copy must be contiguous: given a reversed view,
-    every line crop copies the whole page again (a third more CPU per page,
-    docs/benchmarks.md)."""
+def with_margin(image: Image) -> tuple[Image, int]:
+    """The page with the white margin a small image needs, and that margin's width (the page
+    itself, unpadded, otherwise)."""
     height, width = image.shape[:2]
     pad = _padding(height, width)
     if pad:
-        bgr = np.pad(image[:, :, ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=255)
-    else:
-        bgr = np.ascontiguousarray(image[:, :, ::-1])
-    return bgr, pad
+        return np.pad(image, ((pad, pad), (pad, pad), (0, 0)), constant_values=255), pad
+    return image, 0
+
+
+def bgr_for_detection(image: Image) -> tuple[Image, int]:
+    """The page in BGR, as PaddleX's detector and pipeline expect (ours are RGB), with the
+    white margin a small image needs; and that margin's width. The copy must be contiguous:
+    given a reversed view, every line crop copies the whole page again (a third more CPU per
+    page, docs/benchmarks.md)."""
+    page, pad = with_margin(image)
+    return np.ascontiguousarray(page[:, :, ::-1]), pad

@@ -1,0 +1,247 @@
+"""Detection, line crops and recognition with the pipeline's own models, called directly.
+
+PaddleX's OCR pipeline wraps each step in generic machinery that a worker reading one page
+at a time does not need: the page is copied to BGR for it, every line goes through image
+readers, a batch sampler and a result object of its own, and each line is cut out with a
+perspective warp even when its box is upright. Called directly, the steps are PaddleX's own
+wherever they decide anything (the detector's resize and DB post-processing, the order of the
+boxes, the crop of a turned box, the recogniser's resize, the CTC decoder), while the pixels
+are normalised through look-up tables straight from the RGB page (the channel swap included)
+and an upright box is sliced out of the page instead of warped. On the 200-dpi manual pages
+this costs X% less CPU per page (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from ocr_server.engines.base import Image
+
+# PaddleX's crop turns a line crop this much taller than wide a quarter turn (words.py follows).
+VERTICAL_ASPECT = 1.5
+# A rotated-rectangle corner this close to its upright neighbour's coordinate counts as upright
+# (OpenCV's corner arithmetic leaves a few ten-thousandths of a pixel).
+UPRIGHT_TOLERANCE = 0.01
+
+# The detector runs on the window of the page that holds ink: pixels darker than INK_LEVEL in
+# any channel (paper is near 255), with WINDOW_MARGIN pixels of blank context around them at
+# the detector's scale (it misses text that touches an image's border), aligned to its
+# GRID; only when that saves at least WINDOW_MIN_SAVING of the pixels.
+INK_LEVEL = 208
+WINDOW_MARGIN = 32
+GRID = 32
+WINDOW_MIN_SAVING = 0.1
+
+
+@dataclass(frozen=True)
+class LineReading:
+    """One detected line: its box on the image (4 corners, clockwise from top-left), its text
+    (a words.DecodedText when the decoder says where each character is) and confidence."""
+
+    polygon: npt.NDArray[np.int16]
+    text: str
+    confidence: float
+
+
+class DirectPipeline:
+    """A PaddleX OCR pipeline's detector and recogniser, run one page at a time on RGB input.
+
+    `supports(pipeline)` says whether the pipeline is one this knows how to call (the
+    pre-processing of the PP-OCR detection and recognition models PaddleX builds); the
+    engine falls back to the pipeline itself for anything else."""
+
+    def __init__(self, pipeline: Any) -> None:
+        det, rec = pipeline.text_det_model, pipeline.text_rec_model
+        self._det_resize = det.pre_tfs["Resize"]
+        self._det_runner = det.runner
+        self._det_post = det.post_op
+        self._det_params = {
+            "thresh": pipeline.text_det_thresh,
+            "box_thresh": pipeline.text_det_box_thresh,
+            "unclip_ratio": pipeline.text_det_unclip_ratio,
+        }
+        # The models read channels in the order their reader gives them: BGR (OpenCV) for
+        # the PP-OCR models; our pages are RGB.
+        self._det_channels = _channel_order(det.pre_tfs["Read"].format)
+        self._det_lut = _detector_lut(det.pre_tfs["Normalize"])
+        self._sort = pipeline._sort_boxes
+        self._rotated_crop = pipeline._crop_by_polys.get_minarea_rect_crop
+        resize = rec.pre_tfs["ReisizeNorm"]
+        _, self._rec_height, self._rec_min_width = resize.rec_image_shape
+        self._rec_max_width = int(resize.max_imgW)
+        self._rec_channels = _channel_order(rec.pre_tfs["Read"].format)
+        self._rec_runner = rec.runner
+        self._decode = rec.post_op
+        self._score_threshold = float(pipeline.text_rec_score_thresh or 0.0)
+
+    @staticmethod
+    def supports(pipeline: Any) -> bool:
+        det = getattr(pipeline, "text_det_model", None)
+        rec = getattr(pipeline, "text_rec_model", None)
+        if det is None or rec is None or getattr(pipeline, "text_type", None) != "general":
+            return False
+        det_steps = getattr(det, "pre_tfs", {})
+        rec_steps = getattr(rec, "pre_tfs", {})
+        resize = rec_steps.get("ReisizeNorm")
+        return (
+            list(det_steps) == ["Read", "Resize", "Normalize", "ToCHW", "ToBatch"]
+            and list(rec_steps) == ["Read", "ReisizeNorm", "ToBatch"]
+            and type(det_steps["Resize"]).__name__ == "DetResizeForTest"
+            and type(det_steps["Normalize"]).__name__ == "NormalizeImage"
+            and getattr(det_steps["Read"], "format", None) in ("BGR", "RGB")
+            and getattr(rec_steps["Read"], "format", None) in ("BGR", "RGB")
+            and resize is not None
+            and getattr(resize, "input_shape", None) is None
+            and len(getattr(resize, "rec_image_shape", ())) == 3
+        )
+
+    def read(self, page: Image, side_limit: int, max_side_limit: int) -> list[LineReading]:
+        """Every line on an RGB page, in PaddleX's box order (top to bottom, then left to
+        right within 10 px); lines the recogniser scores below the pipeline's threshold, or
+        whose crop is empty, are left out."""
+        polygons = self._detect(page, side_limit, max_side_limit)
+        if len(polygons) == 0:
+            return []
+        lines = []
+        for polygon in self._sort(list(polygons)):
+            crop = self._crop(page, polygon)
+            if crop.size == 0:
+                continue
+            text, confidence = self._recognise(crop)
+            if confidence >= self._score_threshold:
+                lines.append(LineReading(polygon, text, confidence))
+        return lines
+
+    def _detect(self, page: Image, side_limit: int, max_side_limit: int) -> Any:
+        """The detector's boxes on the page. It runs on the window of the scaled page that
+        holds ink (a page's blank margins are a fifth of its pixels), and its map is put
+        back in place before PaddleX's DB post-processing, which sees the whole page."""
+        resized, shapes = self._det_resize(
+            imgs=[page], limit_side_len=side_limit, limit_type="max", max_side_limit=max_side_limit
+        )
+        image = resized[0]
+        top, bottom, left, right = ink_window(image)
+        window = image[top:bottom, left:right]
+        x = np.empty((1, 3, *window.shape[:2]), dtype=np.float32)
+        for channel, source in enumerate(self._det_channels):
+            np.take(self._det_lut[channel], window[:, :, source], out=x[0, channel])
+        (prediction, *rest) = self._det_runner(x=[x])
+        if window.shape[:2] != image.shape[:2]:
+            whole = np.zeros((*prediction.shape[:2], *image.shape[:2]), dtype=prediction.dtype)
+            whole[:, :, top:bottom, left:right] = prediction
+            prediction = whole
+        polygons, _scores = self._det_post([prediction, *rest], shapes, **self._det_params)
+        return polygons[0]
+
+    def _crop(self, page: Image, polygon: npt.NDArray[Any]) -> Image:
+        """The line upright: a slice of the page when its box is upright, else PaddleX's
+        perspective warp of the rotated rectangle (with its quarter turn of tall crops)."""
+        box = _upright_box(polygon)
+        if box is None:
+            crop: Image = self._rotated_crop(page, np.asarray(polygon))
+            return crop
+        top, bottom, left, right = box
+        crop = page[top:bottom, left:right]
+        if crop.shape[1] and crop.shape[0] / crop.shape[1] >= VERTICAL_ASPECT:
+            crop = np.rot90(crop)
+        return crop
+
+    def _recognise(self, crop: Image) -> tuple[str, float]:
+        """PaddleX's recogniser input for one line (scaled to the model's height, padded on
+        the right to at least its minimum width), the model, the decoder."""
+        height, width = crop.shape[:2]
+        ratio = width / float(height)
+        widest = max(self._rec_min_width / self._rec_height, ratio)
+        padded_width = int(self._rec_height * widest)
+        if padded_width > self._rec_max_width:
+            padded_width = text_width = self._rec_max_width
+        else:
+            text_width = min(math.ceil(self._rec_height * ratio), padded_width)
+        resized = np.asarray(cv2.resize(crop, (text_width, self._rec_height)), dtype=np.uint8)
+        x = np.empty((1, 3, self._rec_height, padded_width), dtype=np.float32)
+        x[0, :, :, text_width:] = 0.0
+        for channel, source in enumerate(self._rec_channels):
+            np.take(_REC_LUT, resized[:, :, source], out=x[0, channel, :, :text_width])
+        texts, scores = self._decode(
+            self._rec_runner(x=[x]),
+            return_word_box=False,
+            wh_ratio_list=[ratio],
+            max_wh_ratio=widest,
+        )
+        return texts[0], float(scores[0])
+
+
+def _upright_box(polygon: npt.NDArray[Any]) -> tuple[int, int, int, int] | None:
+    """Top, bottom, left and right of a box that is an upright rectangle (the detector's
+    corners clockwise from top-left, or its minimum-area rectangle within
+    UPRIGHT_TOLERANCE of one); None for a turned box."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = np.asarray(polygon).tolist()
+    if y0 == y1 and y2 == y3 and x0 == x3 and x1 == x2 and x0 < x1 and y0 < y3:
+        return int(y0), int(y3), int(x0), int(x1)
+    corners = cv2.boxPoints(cv2.minAreaRect(np.asarray(polygon).astype(np.int32)))
+    xs, ys = corners[:, 0], corners[:, 1]
+    left, right, top, bottom = xs.min(), xs.max(), ys.min(), ys.max()
+    near = np.minimum(np.abs(xs - left), np.abs(xs - right)) < UPRIGHT_TOLERANCE
+    if not (
+        near.all() and (np.minimum(np.abs(ys - top), np.abs(ys - bottom)) < UPRIGHT_TOLERANCE).all()
+    ):
+        return None
+    return round(top), round(bottom), round(left), round(right)
+
+
+def ink_window(image: Image) -> tuple[int, int, int, int]:
+    """Top, bottom, left and right of the part of a (scaled) page the detector needs to see:
+    the rows and columns with ink in them, with WINDOW_MARGIN pixels of their surroundings,
+    on the detector's 32-pixel grid (so that the network sees every pixel as it would in
+    the whole page). The whole image when the window would not save WINDOW_MIN_SAVING of it:
+    a blank page, a scan with dark borders, a photo."""
+    height, width = image.shape[:2]
+    whole = (0, height, 0, width)
+    if image.ndim != 3 or height % GRID or width % GRID:
+        return whole
+    darkest = cv2.min(cv2.min(image[:, :, 0], image[:, :, 1]), image[:, :, 2])
+    rows = np.flatnonzero(cv2.reduce(darkest, 1, cv2.REDUCE_MIN).ravel() < INK_LEVEL)
+    columns = np.flatnonzero(cv2.reduce(darkest, 0, cv2.REDUCE_MIN).ravel() < INK_LEVEL)
+    if rows.size == 0:
+        return whole
+    top = max(0, (int(rows[0]) - WINDOW_MARGIN) // GRID * GRID)
+    bottom = min(height, -(-(int(rows[-1]) + 1 + WINDOW_MARGIN) // GRID) * GRID)
+    left = max(0, (int(columns[0]) - WINDOW_MARGIN) // GRID * GRID)
+    right = min(width, -(-(int(columns[-1]) + 1 + WINDOW_MARGIN) // GRID) * GRID)
+    if (bottom - top) * (right - left) > (1 - WINDOW_MIN_SAVING) * height * width:
+        return whole
+    return top, bottom, left, right
+
+
+def _channel_order(model_format: str) -> list[int]:
+    """Which RGB page channel feeds each of the model's channels."""
+    return [2, 1, 0] if model_format == "BGR" else [0, 1, 2]
+
+
+def _detector_lut(normalize: Any) -> npt.NDArray[np.float32]:
+    """NormalizeImage as a table per channel: byte value -> value * alpha + beta, computed
+    in float32 as NormalizeImage computes it."""
+    values = np.arange(256, dtype=np.float32)
+    return np.stack(
+        [
+            values * np.float32(a) + np.float32(b)
+            for a, b in zip(normalize.alpha, normalize.beta, strict=True)
+        ]
+    )
+
+
+def _recogniser_lut() -> npt.NDArray[np.float32]:
+    """The recogniser's normalisation, (value / 255 - 0.5) / 0.5 in float32, as a table."""
+    values = np.arange(256, dtype=np.float32) / np.float32(255)
+    values -= 0.5
+    values /= 0.5
+    return values
+
+
+_REC_LUT = _recogniser_lut()
