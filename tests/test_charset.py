@@ -106,3 +106,33 @@ def space_between(left: str, right: str) -> str:
 )
 def test_space_prior_only_where_prose_has_spaces(left: str, right: str, expected: str) -> None:
     assert space_between(left, right) == expected
+
+
+def test_one_pass_decoding_matches_paddlex_decoder_and_positions() -> None:
+    """The one-pass decoding of PaddleX's CTCLabelDecode (restricted or not, with the space
+    prior) gives what PaddleX's own decoder and the positions pass give for any other
+    decoder class: same texts, scores, character frames and probabilities."""
+    processors = pytest.importorskip("paddlex.inference.models.text_recognition.processors")
+
+    class OtherDecoder(processors.CTCLabelDecode):  # type: ignore[misc]
+        """Not CTCLabelDecode by name: decoded by PaddleX, positions afterwards."""
+
+    characters = [*TECH_CHARACTERS, "家", "é"]
+    rng = np.random.default_rng(7)
+    for language in ("en", "zh", "fr"):
+        fast = MaskedCtcDecoder(processors.CTCLabelDecode(character_list=characters))
+        generic = MaskedCtcDecoder(OtherDecoder(character_list=characters))
+        fast.language = generic.language = language
+        for _ in range(40):
+            logits = rng.normal(size=(1, 30, len(characters) + 2)).astype(np.float32) * 3
+            logits[0, :, 0] += 2.0  # blanks, as CTC output has them
+            pred = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+            kwargs = {"wh_ratio_list": [5.0], "max_wh_ratio": 6.0}
+            (ours, our_scores) = fast([pred], **kwargs)
+            (theirs, their_scores) = generic([pred], **kwargs)
+            assert ours == theirs and our_scores == their_scores
+            assert (ours[0].columns, ours[0].frames, ours[0].probabilities) == (
+                theirs[0].columns,
+                theirs[0].frames,
+                theirs[0].probabilities,
+            )
