@@ -8,7 +8,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from ocr_server.engines.charset import MaskedCtcDecoder, allowed_mask, strip_disallowed
+from ocr_server.engines.charset import (
+    MAX_RUNS,
+    MaskedCtcDecoder,
+    allowed_mask,
+    strip_disallowed,
+)
 
 # PaddleX's dictionary layout: blank first, the model's characters, the space last.
 FULLWIDTH_COLON = "\uff1a"
@@ -136,3 +141,31 @@ def test_one_pass_decoding_matches_paddlex_decoder_and_positions() -> None:
                 theirs[0].frames,
                 theirs[0].probabilities,
             )
+
+
+@pytest.mark.parametrize("rec_model", ["PP-OCRv6_tiny_rec", "PP-OCRv6_small_rec"])
+def test_allowed_columns_copied_in_runs_equal_the_gather(rec_model: str) -> None:
+    """Every restricted language of the catalog, on the bundled recognisers' real
+    dictionaries: the allowed columns copied run by run (few runs) or gathered (many) are
+    exactly the columns the restriction names, in order."""
+    processors = pytest.importorskip("paddlex.inference.models.text_recognition.processors")
+    yaml = pytest.importorskip("yaml")
+    from ocr_server.config import default_model_dir
+    from ocr_server.languages.catalog import LANGUAGES
+
+    config = default_model_dir() / rec_model / "inference.yml"
+    if not config.is_file():
+        pytest.skip(f"{rec_model} is not installed (scripts/setup)")
+    characters = yaml.safe_load(config.read_text())["PostProcess"]["character_dict"]
+    decoder = MaskedCtcDecoder(processors.CTCLabelDecode(character_list=characters))
+    probs = np.random.default_rng(3).random((25, len(characters) + 2), dtype=np.float32)
+    run_counts = []
+    for language in [lang.code for lang in LANGUAGES] + ["en+fr+de"]:
+        decoder.language = language
+        restriction = decoder._restriction()
+        if restriction is None:
+            continue
+        run_counts.append(len(restriction.runs))
+        assert np.array_equal(restriction.allowed(probs), probs[:, restriction.columns])
+    # both ways were taken: English is a few runs, Czech or Slovak many
+    assert min(run_counts) <= MAX_RUNS < max(run_counts)

@@ -55,6 +55,9 @@ def space_prior(language: str) -> float:
     return LATIN_SPACE_PRIOR if languages and all(x.script == "Latn" for x in languages) else 1.0
 
 
+# Beyond this many runs of neighbouring columns a language's columns are gathered one by one.
+MAX_RUNS = 16
+
 # Where running text has no space, so the space prior must not put one (charset.py's
 # _Restriction.space_flips): before these, and after those.
 _NO_SPACE_BEFORE = frozenset(":;,.!?)]}/")
@@ -145,7 +148,7 @@ class MaskedCtcDecoder:
         texts: list[str] = []
         scores: list[float] = []
         for index, line in enumerate(probs):
-            row = line if restriction is None else line[:, restriction.columns]
+            row = line if restriction is None else restriction.allowed(line)
             best = row.argmax(axis=-1)
             probability = np.take_along_axis(row, best[:, None], axis=-1)[:, 0]
             if restriction is not None:
@@ -222,6 +225,24 @@ class _Restriction:
     decoder: Any
     space: int
     space_prior: float
+
+    @cached_property
+    def runs(self) -> list[tuple[int, int]]:
+        """The columns as runs of neighbours: the Latin letters and symbols are the first
+        few hundred entries of PaddleOCR's dictionaries, the space the last, so `en` is 3
+        runs, which `allowed` copies 3x faster than it gathers 557 single columns."""
+        breaks = (np.flatnonzero(np.diff(self.columns) != 1) + 1).tolist()
+        starts, ends = [0, *breaks], [*breaks, len(self.columns)]
+        return [
+            (int(self.columns[a]), int(self.columns[b - 1]) + 1)
+            for a, b in zip(starts, ends, strict=True)
+        ]
+
+    def allowed(self, probs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The allowed columns of (frames, classes) probabilities, as a new array."""
+        if len(self.runs) > MAX_RUNS:
+            return probs[:, self.columns]
+        return np.concatenate([probs[:, start:end] for start, end in self.runs], axis=1)
 
     @cached_property
     def kinds(self) -> dict[str, npt.NDArray[np.bool_]]:
