@@ -7,7 +7,7 @@ import functools
 import logging
 import queue
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 import grpc
@@ -78,14 +78,15 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         submission: Submission,
         events: TaskEvents,
         tokens: TokenRegistry,
-        capabilities: Capabilities,
+        capabilities: Callable[[], Capabilities],
         info: dict[str, int],
         heartbeat: float,
         exporter: Exporter,
         observer: TaskObserver | None = None,
         submit_timer: Callable[[str, float], None] | None = None,
-        live_profiles: Callable[[], Collection[str]] | None = None,
     ) -> None:
+        """`capabilities()`: what is offered now (on a cluster's front end, what the live
+        worker hosts read; it changes as hosts come and go)."""
         self._exporter = exporter
         self._manager = manager
         self._submission = submission
@@ -96,8 +97,6 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self._heartbeat = heartbeat
         self._observer: TaskObserver = observer or Fanout(())
         self._submit_timer = submit_timer
-        # profiles some worker can run now (a cluster's live worker hosts); default: installed
-        self._live_profiles = live_profiles or (lambda: capabilities.installed_profiles)
 
     @contextlib.contextmanager
     def _submitting(self, method: str, tenant: str) -> Iterator[None]:
@@ -254,19 +253,20 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self, request: ocr_pb2.GetCapabilitiesRequest, context: grpc.ServicerContext
     ) -> ocr_pb2.GetCapabilitiesResponse:
         self._tenant(context)
-        available = set(self._live_profiles())
+        offered = self._capabilities()
         return ocr_pb2.GetCapabilitiesResponse(
-            languages=list(self._capabilities.languages),
+            languages=list(offered.languages),
             profiles=[
                 ocr_pb2.Profile(
                     name=p.name,
                     description=p.description,
-                    available=p.name in available,
+                    available=p.name in offered.installed_profiles,
                 )
-                for p in self._capabilities.profiles.values()
+                for p in offered.profiles.values()
             ],
-            default_profile=self._capabilities.default_profile,
-            supported_languages=[language_to_proto(route) for route in self._capabilities.routes()],
+            default_profile=offered.default_profile,
+            supported_languages=[language_to_proto(route) for route in offered.routes()],
+            searchable_pdf=self._submission.keeps_documents,
             **self._info,
         )
 
@@ -274,8 +274,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
 def _submit_options(
     settings: ocr_pb2.RecognitionSettings, request_id: str, filename: str
 ) -> SubmitOptions:
-    """The options of a Submit or a SubmitStream header. The document is kept until the task
-    expires, so that any result format (the searchable PDF needs the pages) can be exported."""
+    """The options of a Submit or a SubmitStream header."""
     return SubmitOptions(
         language=settings.language,
         profile=settings.profile,
@@ -283,7 +282,6 @@ def _submit_options(
         dpi=settings.dpi,
         request_id=request_id,
         filename=filename,
-        keep_document=True,
     )
 
 
