@@ -181,11 +181,12 @@ def test_export_follows_get_results_rules(make_fake_server: MakeServer, tmp_path
 
 
 def test_without_kept_documents_every_format_but_the_pdf_exports(
-    make_fake_server: MakeServer,
+    make_fake_server: MakeServer, tmp_path: Path
 ) -> None:
     """--keep-documents off: the document is deleted when its task ends (as before searchable
     PDFs existed), GetCapabilities says there are no searchable PDFs, a PDF export is
-    FAILED_PRECONDITION saying why and what to do, and hOCR (from the result) still works."""
+    FAILED_PRECONDITION saying why and what to do, and hOCR (from the result) still works;
+    the CLI refuses `recognize --format pdf` before submitting."""
     server = make_fake_server("--keep-documents", "off", rules="default=echo")
     documents = server.data_dir / "store" / "documents"
     with server.client() as client:
@@ -202,6 +203,11 @@ def test_without_kept_documents_every_format_but_the_pdf_exports(
         hocr = io.BytesIO()
         client.export(task.task_id, "hocr", hocr)
         assert hocr.getvalue().count(b'class="ocrx_word"') == 3
+        (tmp_path / "page.png").write_bytes(image.getvalue())
+        done = _cli(server, "recognize", str(tmp_path / "page.png"), "--format", "pdf", "-o",
+                    str(tmp_path / "page.pdf"))  # fmt: skip
+        assert done.returncode == 1 and b"nothing was submitted" in done.stderr
+        assert len(client.list_tasks().tasks) == 1  # refused before submitting
 
 
 def test_a_cancelled_tasks_finished_pages_export(
