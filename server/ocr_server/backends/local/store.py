@@ -134,10 +134,12 @@ class TaskStore:
 
     # --- page results and final results ----------------------------------------------------
 
-    def put_page(self, record: TaskRecord, page: PageResult) -> None:
-        key = f"{record.task_id}:{page.page_number}"
+    def put_page(self, record: TaskRecord, page_number: int, page_json: str) -> None:
+        """Store a page result already serialised (`PageResult.to_json`): the caller does
+        that outside the backend's lock."""
+        key = f"{record.task_id}:{page_number}"
         with writing():
-            self._pages.set(key, page.to_json(), expire=_remaining(record.expires))
+            self._pages.set(key, page_json, expire=_remaining(record.expires))
 
     def get_pages(self, record: TaskRecord) -> dict[int, PageResult]:
         pages = {}
