@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,9 @@ _NO_EVICTION = {
     "cull_limit": 0,
     "statistics": False,
 }
+# Submit checks the store's size (--max-store-mb) twice; the caches' part of it is a few
+# SQLite queries each, so it is read at most this often (documents are counted exactly).
+VOLUME_MAX_AGE = 1.0
 
 _DIGEST = hashlib.sha256
 _DIGEST_SIZE = _DIGEST().digest_size
@@ -59,6 +63,8 @@ class TaskStore:
         self._caches = (self._tasks, self._pages, self._results, self._request_ids)
         with contextlib.suppress(OSError, sqlite3.Error):  # a full disk: get_task's fallback
             self._tasks.add(_STAND_IN_KEY, _STAND_IN)
+        self._volume_lock = threading.Lock()
+        self._volume: tuple[float, int] | None = None  # (when read, bytes)
 
     def close(self) -> None:
         for cache in self._caches:
@@ -184,8 +190,13 @@ class TaskStore:
     # --- capacity and expiry -------------------------------------------------------------
 
     def volume(self) -> int:
-        """Bytes of the caches on disk (the documents are counted by their own store)."""
-        return int(sum(cache.volume() for cache in self._caches))
+        """Bytes of the caches on disk (the documents are counted by their own store), as
+        read at most VOLUME_MAX_AGE seconds ago."""
+        with self._volume_lock:
+            now = time.monotonic()
+            if self._volume is None or now - self._volume[0] > VOLUME_MAX_AGE:
+                self._volume = (now, int(sum(cache.volume() for cache in self._caches)))
+            return self._volume[1]
 
     def sweep(self) -> int:
         """Delete expired entries; return how many went."""
@@ -194,6 +205,8 @@ class TaskStore:
         if removed:
             for cache in self._caches:
                 _truncate_wal(Path(cache.directory) / "cache.db")
+            with self._volume_lock:
+                self._volume = None
         return removed
 
 
