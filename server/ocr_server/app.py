@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -51,6 +52,7 @@ SERVICE_NAME = ocr_pb2.DESCRIPTOR.services_by_name["OcrService"].full_name
 MIB = 1024 * 1024
 ENGINE_LOAD_TIMEOUT = 600.0
 HOSTS_CHECK_INTERVAL = 1.0  # how often a Redis front end looks at the live worker hosts
+GIL_SWITCH_INTERVAL = 0.001  # seconds (serve(); docs/benchmarks.md, Submit latency)
 
 
 class OcrServer:
@@ -383,6 +385,10 @@ def _transport(config: ServerConfig) -> str:
 
 
 def serve(config: ServerConfig) -> None:
+    # A thread that wants the GIL gets it within this of asking (Python's default: 5 ms). A
+    # Submit passes the GIL between gRPC's threads and its handler several times, each time
+    # behind whatever Python work another thread (the pool's, a watch stream's) is doing.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     server = OcrServer(config)
     done = threading.Event()
 
