@@ -8,6 +8,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import grpc
@@ -71,6 +72,11 @@ def _grpc_stream_errors(
     return wrapper
 
 
+@dataclass
+class _Submitted:
+    document_type: str = ""  # of the task queued (or answered); empty when refused
+
+
 class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
     def __init__(
         self,
@@ -83,7 +89,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         heartbeat: float,
         exporter: Exporter,
         observer: TaskObserver | None = None,
-        submit_timer: Callable[[str, float], None] | None = None,
+        submit_timer: Callable[[str, str, float], None] | None = None,
     ) -> None:
         """`capabilities()`: what is offered now (on a cluster's front end, what the live
         worker hosts read; it changes as hosts come and go)."""
@@ -99,17 +105,19 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self._submit_timer = submit_timer
 
     @contextlib.contextmanager
-    def _submitting(self, method: str, tenant: str) -> Iterator[None]:
-        """Time a Submit and tell the observers why it was refused, if it was."""
+    def _submitting(self, method: str, tenant: str) -> Iterator[_Submitted]:
+        """Time a Submit (by the type of the document it queued) and tell the observers why
+        it was refused, if it was."""
         started = time.monotonic()
+        submitted = _Submitted()
         try:
-            yield
+            yield submitted
         except OcrServiceError as exc:
             self._observer.submit_refused(tenant, exc.reason, str(exc))
             raise
         finally:
             if self._submit_timer is not None:
-                self._submit_timer(method, started)
+                self._submit_timer(method, submitted.document_type, started)
 
     def _tenant(self, context: grpc.ServicerContext) -> str:
         tenant = self._tokens.tenant_from_metadata(context.invocation_metadata())
@@ -124,8 +132,9 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
     ) -> ocr_pb2.SubmitResponse:
         tenant = self._tenant(context)
         options = _submit_options(request.settings, request.request_id, request.filename)
-        with self._submitting("Submit", tenant):
+        with self._submitting("Submit", tenant) as submitted:
             record = self._submission.submit(tenant, request.content, options)
+            submitted.document_type = record.document_type
         position = self._manager.queue_position(record.task_id)
         return ocr_pb2.SubmitResponse(task=task_to_proto(record, position))
 
@@ -134,7 +143,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self, request_iterator: Iterator[ocr_pb2.SubmitStreamRequest], context: grpc.ServicerContext
     ) -> ocr_pb2.SubmitStreamResponse:
         tenant = self._tenant(context)
-        with self._submitting("SubmitStream", tenant):
+        with self._submitting("SubmitStream", tenant) as submitted:
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("part") != "header":
                 raise InvalidSettingsError(
@@ -150,6 +159,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
                 header.size_bytes,
                 header.sha256,
             )
+            submitted.document_type = record.document_type
         position = self._manager.queue_position(record.task_id)
         return ocr_pb2.SubmitStreamResponse(task=task_to_proto(record, position))
 
