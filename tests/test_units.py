@@ -7,7 +7,9 @@ import hashlib
 import io
 import json
 import random
+import sqlite3
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from PIL import Image
 
 from ocr_server.api.auth import TokenRegistry, parse_token_spec, read_tokens_file
+from ocr_server.backends.local.checkpoints import Checkpointer
 from ocr_server.capabilities import Capabilities
 from ocr_server.documents import DocumentLimits, detect_type, inspect_image, parse_page_selection
 from ocr_server.engines.base import RecognizedLine, RecognizedWord
@@ -191,11 +194,38 @@ def test_page_result_json_is_asdicts_and_reads_back() -> None:
         lines=(RecognizedLine("the fox", 0.9, square, (word, word)), RecognizedLine("", 0.1, ())),
         x_dpi=200.0,
         y_dpi=150.0,
-        warnings=(PageWarning("LOW_CONFIDENCE", "a \"quoted\" reason"),),
+        warnings=(PageWarning("LOW_CONFIDENCE", 'a "quoted" reason'),),
         rotation=90,
     )
     assert page.to_json() == json.dumps(dataclasses.asdict(page), separators=(",", ":"))
     assert PageResult.from_json(page.to_json()) == page
+
+
+def test_checkpoints_run_in_their_own_thread(tmp_path: Path) -> None:
+    """The write-ahead log is checkpointed by the checkpoint thread after every N writes
+    counted, so it starts over instead of growing (SQLite's own checkpoints switched off
+    here), and nothing written is lost."""
+    database = tmp_path / "cache.db"
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x BLOB)")
+    checkpoints = Checkpointer({"t": database}, writes=50)
+    try:
+        for batch in range(1, 11):
+            for _ in range(50):
+                writer.execute("INSERT INTO t VALUES (?)", (bytes(3000),))
+                checkpoints.wrote("t")
+            deadline = time.monotonic() + 30
+            while checkpoints.rounds < batch and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert checkpoints.rounds == batch
+        # 500 rows of 3 kB: about 2 MB of log without checkpoints; one batch's with them
+        assert Path(f"{database}-wal").stat().st_size < 1_000_000
+        assert writer.execute("SELECT count(*) FROM t").fetchone() == (500,)
+    finally:
+        checkpoints.stop()
+        writer.close()
 
 
 def test_token_registry(tmp_path: Path) -> None:
