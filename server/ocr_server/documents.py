@@ -106,9 +106,9 @@ def inspect_image(data: Content, document_type: str, limits: DocumentLimits) -> 
     """Read an image's header (not its pixels) and check it against the limits."""
     if document_type == "tiff":
         return _inspect_tiff(data, limits)
-    with _decoder_errors(f"the {document_type.upper()} image is damaged"):
-        with _open_image(_reader(data), document_type) as image:
-            _check_pixels(image.size, limits, "image")
+    what = f"the {document_type.upper()} image is damaged"
+    with _decoder_errors(what), _open_image(_reader(data), document_type) as image:
+        _check_pixels(image.size, limits, "image")
     if document_type == "png":
         _check_png_chunks(data)
     tail = data if isinstance(data, bytes) else data[-65536:]
