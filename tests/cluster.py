@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from ocr_server.backends.redis.hosts import HostRegistry
+from ocr_server.backends.redis.keys import Keys
+from ocr_server.languages.routing import Reader
 from tests.harness import ROOT, ServerProcess
 from tests.redis_server import RedisServer
 
@@ -39,6 +42,14 @@ def front_end(
         *args,
         env=env,
     )
+
+
+def seen_hosts_reading_english(redis: RedisServer, prefix: str = "ocr") -> None:
+    """As if worker hosts reading English with `fast` had been alive: for the tests of a
+    front end alone, which otherwise refuses Submit until a host has joined."""
+    english = frozenset({"en"})
+    reader = Reader("fast", "paddleocr", english, english)
+    HostRegistry(redis.client(), Keys(prefix)).remember_offer([reader])
 
 
 class WorkerHostProcess:

@@ -3,11 +3,13 @@ judges, on hand-made runs, so a wrong verdict in the report cannot go unnoticed.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchlib import metrics
 from benchlib.datasets import EvalSet, Page, eval_dir
 from benchlib.outcome import PageOutcome, SetRun
 from benchlib.scoring import cjk_count
@@ -57,7 +59,10 @@ def test_targets_report_misses_with_their_figures() -> None:
             "sroie",
             {"a": "the quick brown f0x 合"},
             1.25,
-            submit_seconds=[0.002] * 98 + [0.05] * 2,  # p99 falls on the slow ones
+            # images all fast; two slow PDFs among 50, so the PDFs' p99 falls on them
+            submit_seconds=[0.002, 0.003] * 48 + [0.002, 0.05] * 2,
+            submit_types=["png", "pdf"] * 50,
+            server_submits={"png": SERVER_PNG, "pdf": {0.001: 0, 0.01: 50, math.inf: 50}},
             watch_delays=[0.01] * 10,
         ),
         _run("tesseract", "sroie", {"a": "the quick brown fox"}, 4.0),
@@ -68,10 +73,39 @@ def test_targets_report_misses_with_their_figures() -> None:
     verdicts = {c["target"]: c for c in check_targets(rows, overall, "fast", None)}
     ratio = verdicts["service throughput >= 0.95 x raw engine (fast)"]
     assert ratio["holds"] is False and ratio["measured"] == "0.800"
-    assert verdicts["Submit p99 < 10 ms, workers saturated (fast)"]["holds"] is False
+    images = verdicts["Submit p99 < 10 ms, workers saturated, images (fast)"]
+    assert images["holds"] is True and images["measured"] == "2.0 ms (n=50)"
+    pdfs = verdicts["Submit p99 < 10 ms, workers saturated, PDFs (fast)"]
+    assert pdfs["holds"] is False and pdfs["measured"].endswith("(n=50)")
+    by_type = overall[1]["submit_by_type"]
+    assert by_type["png"]["server_n"] == 100
+    assert by_type["png"]["server_p50_ms"] == 2.0 and by_type["png"]["server_p99_ms"] == 2.98
     assert verdicts["watch message delay p95 < 50 ms (fast)"]["holds"] is True
     assert verdicts["CER <= 0.5 x Tesseract's on sroie (fast)"]["holds"] is False
     assert verdicts["no CJK character with language=en on sroie (fast)"]["holds"] is False
+
+
+# the server's histogram: 50 Submits up to 2 ms, 50 more up to 3 ms (read as linear within)
+SERVER_PNG = {0.001: 0.0, 0.002: 50.0, 0.003: 100.0, math.inf: 100.0}
+
+
+def test_server_histogram_is_read_per_document_type_between_scrapes() -> None:
+    name = "ocr_submit_duration_seconds_bucket"
+    before = "\n".join(
+        [
+            "# TYPE ocr_submit_duration_seconds histogram",
+            f'{name}{{document_type="png",le="0.002",method="Submit"}} 5.0',
+            f'{name}{{document_type="png",le="+Inf",method="Submit"}} 5.0',
+            f'{name}{{document_type="png",le="+Inf",method="SubmitStream"}} 9',
+        ]
+    )
+    after = before.replace("} 5.0", "} 7.0")
+    window = metrics.difference(metrics.parse(after), metrics.parse(before))
+    assert window == {"png": {0.002: 2.0, math.inf: 2.0}}  # unary Submit only
+    assert metrics.quantile(SERVER_PNG, 0.5) == pytest.approx(0.002)
+    assert metrics.quantile(SERVER_PNG, 0.99) == pytest.approx(0.00298)
+    assert metrics.quantile({0.001: 0.0, math.inf: 4.0}, 0.99) == 0.001  # past the last bound
+    assert metrics.quantile({}, 0.5) is None
 
 
 def test_soak_growth_is_measured_after_the_first_quarter() -> None:

@@ -241,7 +241,15 @@ def test_metrics_and_json_logs_after_real_tasks(make_fake_server, tmp_path: Path
     assert samples["ocr_page_duration_seconds_count"] >= 3
     assert samples['ocr_submits_refused_total{reason="invalid_document"}'] == 1
     assert samples['ocr_submits_refused_total{reason="tenant_limit"}'] == 1
-    assert samples['ocr_submit_duration_seconds_count{method="Submit"}'] == 6
+    submits = {
+        key: value
+        for key, value in samples.items()
+        if key.startswith("ocr_submit_duration_seconds_count{") and 'method="Submit"' in key
+    }
+    assert sum(submits.values()) == 6
+    assert submits['ocr_submit_duration_seconds_count{document_type="tiff",method="Submit"}'] == 3
+    assert submits['ocr_submit_duration_seconds_count{document_type="png",method="Submit"}'] == 1
+    assert submits['ocr_submit_duration_seconds_count{document_type="none",method="Submit"}'] == 2
     assert sum(v for k, v in samples.items() if k.startswith("ocr_tasks{")) == 2
     assert "ocr_queue_depth" in samples and samples["ocr_store_bytes"] > 0
     assert samples['ocr_worker_restarts_total{reason="died"}'] == 0

@@ -9,6 +9,7 @@ beat every 0.5 s and a silent host's page is reclaimed after 3 s (tests/cluster.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import signal
@@ -21,13 +22,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ocr.v1 import ocr_pb2
-from ocr_client import OcrClient
-from tests.cluster import WorkerHostProcess, front_end, wait_until
+from ocr.v1 import ocr_pb2, ocr_pb2_grpc
+from ocr_client import FailedPreconditionError, InvalidArgumentError, OcrClient
+from ocr_server.engines.tesseract import find_tessdata
+from tests.cluster import WorkerHostProcess, front_end, seen_hosts_reading_english, wait_until
 from tests.documents import receipt_jpeg
 from tests.harness import TOKENS, ServerProcess, health_status
+from tests.language_pages import render_page
 from tests.redis_server import RedisServer, need_redis
 from tests.test_faults import NOT_SERVING, SERVING, alive
+from tests.test_languages import MAX_CER, cer_of
 from tests.test_lifecycle import blank
 
 PENDING, PROCESSING = ocr_pb2.TASK_STATE_PENDING, ocr_pb2.TASK_STATE_PROCESSING
@@ -177,9 +181,36 @@ def test_submit_on_a_watch_and_fetch_on_b(healthy: Cluster, tmp_path: Path) -> N
         assert served.sha256 == rendered.sha256 and served.size_bytes > 1000
         assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
         assert healthy.redis.client().exists(f"{healthy.prefix}:{{{task.task_id}}}:export")
+        assert a.capabilities().searchable_pdf  # documents are kept by default
         with pytest.raises(grpc.RpcError) as caught:  # tenancy holds across front ends
             healthy.b.client("bob").status(task.task_id)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_front_end_that_keeps_no_documents(healthy: Cluster) -> None:
+    """--keep-documents off: the document leaves Redis when the task ends; the searchable PDF
+    is FAILED_PRECONDITION saying why (on any front end: the task's record says so), the
+    formats made from the result alone still export."""
+    server = front_end(
+        healthy.root / "c", healthy.redis, "--redis-prefix", healthy.prefix,
+        "--keep-documents", "off",
+    )  # fmt: skip
+    try:
+        server.start(timeout=60)
+        with server.client() as c, healthy.a.client() as a:
+            assert not c.capabilities().searchable_pdf
+            task = c.submit(blank(pages=2))
+            assert c.wait(task.task_id, timeout=60).state == COMPLETED
+            document = f"{healthy.prefix}:{{{task.task_id}}}:doc"
+            assert not healthy.redis.client().exists(document)
+            for client in (c, a):
+                with pytest.raises(FailedPreconditionError, match="--keep-documents off"):
+                    client.export(task.task_id, "pdf", io.BytesIO())
+            hocr = io.BytesIO()
+            a.export(task.task_id, "hocr", hocr)
+            assert hocr.getvalue().count(b"ppageno") == 2
+    finally:
+        server.stop()
 
 
 def test_one_request_id_sent_to_both_front_ends_makes_one_task(healthy: Cluster) -> None:
@@ -263,11 +294,14 @@ def test_a_page_that_kills_two_worker_hosts_fails_the_task(healthy: Cluster) -> 
         os.kill(first.pid, signal.SIGKILL)
         second = host_running(healthy, 782, not_host=first.pid)  # the retry, after min-idle
         os.kill(second.pid, signal.SIGKILL)
-        # no live worker host: health says so, and no profile is available
+        # no live worker host: health says so; what the hosts read stays offered (tasks
+        # wait in the queue for a host, backends/redis/offer.py)
         for server in healthy.front_ends:
             wait_until(lambda s=server: health_status(s.target) == NOT_SERVING, timeout=10)
             with server.client() as direct:
-                assert not any(p.available for p in direct.capabilities().profiles)
+                offered = direct.capabilities()
+                assert "en" in offered.languages
+                assert "fast" in [p.name for p in offered.profiles if p.available]
         healthy.add_host()  # the next host to ask finds the page lost twice
         final = client.wait(task.task_id, timeout=60)
         assert final.state == FAILED
@@ -362,6 +396,7 @@ def test_expiry_and_the_key_count(tmp_path: Path, redis_server: RedisServer | No
 def test_redis_full_is_resource_exhausted_and_evicts_nothing(tmp_path: Path) -> None:
     need_redis()
     store = RedisServer(tmp_path / "redis", "--maxmemory", "24mb").start()
+    seen_hosts_reading_english(store)  # none runs: the tasks stay queued
     server = front_end(tmp_path / "a", store)
     try:
         server.start(wait_serving=False)
@@ -415,3 +450,77 @@ def test_redis_sigkilled_after_submit_restarts_on_its_aof(tmp_path: Path) -> Non
         server.stop()
         host.stop()
         store.stop()
+
+
+# --- languages: a front end offers what the worker hosts read --------------------------------
+
+
+def test_a_front_end_offers_the_languages_its_worker_host_reads(
+    tmp_path: Path, redis_server: RedisServer | None
+) -> None:
+    """1 front end (no models) + 1 worker host with real PaddleOCR and Tesseract, whose
+    Tesseract data is Russian only. Before any host has joined, Submit is UNAVAILABLE. Then the
+    front end lists Russian (read by Tesseract) and reads a Cyrillic page through the host,
+    and refuses Korean, whose data this machine has but the host lacks. With the host gone,
+    the front end keeps offering what it read (tasks wait for a host)."""
+    need_redis()
+    assert redis_server is not None
+    system_data = find_tessdata()
+    if system_data is None or not (system_data / "rus.traineddata").is_file():
+        pytest.skip("Tesseract's Russian data is not installed (scripts/setup --dev)")
+    assert (system_data / "kor.traineddata").is_file(), "run scripts/setup --dev"
+    tessdata = tmp_path / "tessdata"
+    tessdata.mkdir()
+    (tessdata / "rus.traineddata").symlink_to(system_data / "rus.traineddata")
+    page = render_page("ru", 0)
+    prefix = f"lang{secrets.token_hex(4)}"
+    host = WorkerHostProcess(
+        tmp_path / "host", redis_server, "--redis-prefix", prefix, "--tessdata-dir",
+        str(tessdata), "--default-profile", "tesseract", engine="paddle",
+    )  # fmt: skip
+    server = front_end(tmp_path / "a", redis_server, "--redis-prefix", prefix)
+    try:
+        server.start(wait_serving=False)
+        with server.client() as client:
+            wait_until(lambda: _answers(client), timeout=60)
+            assert list(client.capabilities().languages) == []
+            # no host has ever joined (a bare stub: the SDK would retry UNAVAILABLE for 4 s)
+            with (
+                grpc.insecure_channel(server.target) as channel,
+                pytest.raises(grpc.RpcError) as unavailable,
+            ):
+                ocr_pb2_grpc.OcrServiceStub(channel).Submit(
+                    ocr_pb2.SubmitRequest(content=page.png),
+                    metadata=(("authorization", f"Bearer {TOKENS['alice']}"),),
+                )
+            assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "no worker host has joined" in unavailable.value.details()
+
+            host.start()
+            server.wait_serving(timeout=300)
+            capabilities = client.capabilities()
+            listed = {language.code: language for language in capabilities.supported_languages}
+            assert (listed["ru"].engine, listed["ru"].profile) == ("tesseract", "tesseract")
+            assert "ru" in capabilities.languages and "en" in capabilities.languages
+            assert "ko" not in capabilities.languages
+            available = {p.name for p in capabilities.profiles if p.available}
+            assert {"fast", "tesseract"} <= available
+
+            result = client.recognize(page.png, language="ru", timeout=300)
+            assert any(line.words for line in result.pages[0].lines), "no words"
+            assert cer_of(page.truth, result.text) <= MAX_CER, result.text
+            with pytest.raises(InvalidArgumentError) as refused:
+                client.submit(page.png, language="ko")
+            message = refused.value.details()
+            assert "'ko' (Korean) is not installed on the live worker hosts" in message
+            assert "ru" in message.split("installed:")[1]
+
+            host.terminate()  # unregisters: no live host now
+            wait_until(lambda: health_status(server.target) == NOT_SERVING, timeout=30)
+            waiting = client.submit(page.png, language="ru")  # queued for a host to come
+            assert client.status(waiting.task_id).state == PENDING
+            with pytest.raises(InvalidArgumentError):
+                client.submit(page.png, language="ko")
+    finally:
+        server.stop()
+        host.stop()

@@ -180,6 +180,36 @@ def test_export_follows_get_results_rules(make_fake_server: MakeServer, tmp_path
         assert code_of(alice, task.task_id, "json") == grpc.StatusCode.NOT_FOUND
 
 
+def test_without_kept_documents_every_format_but_the_pdf_exports(
+    make_fake_server: MakeServer, tmp_path: Path
+) -> None:
+    """--keep-documents off: the document is deleted when its task ends (as before searchable
+    PDFs existed), GetCapabilities says there are no searchable PDFs, a PDF export is
+    FAILED_PRECONDITION saying why and what to do, and hOCR (from the result) still works;
+    the CLI refuses `recognize --format pdf` before submitting."""
+    server = make_fake_server("--keep-documents", "off", rules="default=echo")
+    documents = server.data_dir / "store" / "documents"
+    with server.client() as client:
+        assert not client.capabilities().searchable_pdf
+        image = io.BytesIO()
+        Image.new("L", (320, 100), 255).save(image, format="PNG")
+        task = client.submit(image.getvalue())
+        _completed(client, task.task_id)
+        assert list(documents.iterdir()) == []
+        with pytest.raises(FailedPreconditionError) as refused:
+            client.export(task.task_id, "pdf", io.BytesIO())
+        assert "--keep-documents off" in str(refused.value)
+        assert "hocr" in str(refused.value)  # what still works
+        hocr = io.BytesIO()
+        client.export(task.task_id, "hocr", hocr)
+        assert hocr.getvalue().count(b'class="ocrx_word"') == 3
+        (tmp_path / "page.png").write_bytes(image.getvalue())
+        done = _cli(server, "recognize", str(tmp_path / "page.png"), "--format", "pdf", "-o",
+                    str(tmp_path / "page.pdf"))  # fmt: skip
+        assert done.returncode == 1 and b"nothing was submitted" in done.stderr
+        assert len(client.list_tasks().tasks) == 1  # refused before submitting
+
+
 def test_a_cancelled_tasks_finished_pages_export(
     make_fake_server: MakeServer, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ from ocr_server.languages.catalog import (
     canonical,
     parse,
 )
-from ocr_server.languages.routing import LanguageRouter, Reader
+from ocr_server.languages.routing import LanguageRouter, Reader, common_readers
 from ocr_server.languages.scripts import check_page, script_of
 
 BOX = ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0))
@@ -117,6 +117,20 @@ def test_resolution_of_several_languages_and_named_profiles() -> None:
         route.resolve(("fr", "ru"), "")
     with pytest.raises(InvalidSettingsError, match=r"'el' \(Greek\) is not installed.*en, fr"):
         route.resolve(("el",), "")
+
+
+def test_a_cluster_reads_what_every_host_reads() -> None:
+    """Pages go to any host: a profile counts when every host has it, a language when every
+    host reads it with that profile."""
+    fewer_languages = Reader("tesseract", "tesseract", frozenset({"ru"}), frozenset({"ru"}))
+    common = common_readers([[TESSERACT, FAST, ACCURATE], [fewer_languages, FAST]])
+    assert common == (FAST, fewer_languages)  # sorted by profile name; accurate on one host
+    assert common_readers([[FAST], [ACCURATE]]) == ()
+    assert common_readers([[TESSERACT, FAST]]) == (FAST, TESSERACT)
+    assert common_readers([]) == ()
+    cluster = LanguageRouter(common, "fast", "on the live worker hosts")
+    with pytest.raises(InvalidSettingsError, match=r"'ko' \(Korean\) is not installed on the live"):
+        cluster.resolve(("ko",), "")
 
 
 def dictionary() -> list[str]:

@@ -4,6 +4,7 @@ in test_faults.py; recognition itself is proven with real PaddleOCR in test_reco
 
 from __future__ import annotations
 
+import os
 import time
 
 import grpc
@@ -147,13 +148,21 @@ def test_long_document_does_not_block_short_one(make_fake_server) -> None:  # ty
 
 
 def test_workers_are_recycled(make_fake_server) -> None:  # type: ignore[no-untyped-def]
+    """Recycled workers are replaced, and every worker, first or replacement, runs under
+    SCHED_IDLE, so that any server thread preempts it at once (Submit latency)."""
     server = make_fake_server("--recycle-after", "2", rules="default=echo")
     before = set(server.worker_pids())
+    assert all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in before)
+    assert server.process is not None
+    assert os.sched_getscheduler(server.process.pid) == os.SCHED_OTHER
     with server.client() as client:
         task = client.submit(blank(pages=8))
         assert client.wait(task.task_id, timeout=60).state == COMPLETED
     wait_for(lambda: len(server.worker_pids()) == 2)
-    assert not before & set(server.worker_pids())
+    after = set(server.worker_pids())
+    assert not before & after
+    # a replacement sets its policy first thing once its interpreter is up
+    wait_for(lambda: all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in after))
 
 
 def test_full_queue_and_full_store_refuse_submit(make_fake_server) -> None:  # type: ignore[no-untyped-def]

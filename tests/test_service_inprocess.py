@@ -52,7 +52,7 @@ def server(tmp_path: Path) -> Iterator[InProcessServer]:
     capabilities = Capabilities(BUILTIN_PROFILES, ("fast",), "fast", router)
     manager = TaskManager(backend)
     submission = Submission(
-        backend, capabilities, SubmissionLimits(3600, 1 << 20, DocumentLimits())
+        backend, lambda: capabilities, SubmissionLimits(3600, 1 << 20, DocumentLimits())
     )
     tokens = TokenRegistry(parse_token_spec(",".join(f"{t}={k}" for t, k in TOKENS.items())))
     grpc_server = grpc.server(
@@ -70,7 +70,7 @@ def server(tmp_path: Path) -> Iterator[InProcessServer]:
         submission,
         backend.events,
         tokens,
-        capabilities,
+        lambda: capabilities,
         info={},
         heartbeat=0.1,
         exporter=exporter,

@@ -181,6 +181,14 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
 
 def cmd_recognize(client: OcrClient, args: argparse.Namespace) -> int:
     _check_destination(args)
+    if args.format == "pdf" and not client.capabilities().searchable_pdf:
+        print(
+            "ocr: this server makes no searchable PDFs (it deletes documents as tasks end: "
+            "--keep-documents off); nothing was submitted; use --format hocr, alto, json or "
+            "text, or another server",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     task = client.submit(args.file, request_id=args.request_id, **_settings(args))  # type: ignore[arg-type]
     print(f"ocr: task {task.task_id} submitted", file=sys.stderr, flush=True)
     try:

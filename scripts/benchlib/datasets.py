@@ -112,6 +112,24 @@ def build_pdfset(path: Path, env: dict[str, str] | None = None) -> str | None:
     return None
 
 
+# What the Submit probe sends in turn, whatever the set (benchlib.submit_probe): a 200-dpi
+# page as PNG (369 kB) and as a one-page scanned PDF (370 kB), and a receipt photo (JPEG), so
+# that every set's saturated window measures each type on the same documents.
+PROBE_PAGE = "amc-en-012"
+
+
+def probe_documents(current: EvalSet) -> list[Path]:
+    """The probe's documents that are here; the set's first page when none is."""
+    pdfset = pdfset_dir()
+    receipts = eval_dir() / "realset" / "sroie" / "img"
+    candidates = [pdfset / "img" / "200" / f"{PROBE_PAGE}.png"]
+    candidates.append(pdfset / "scanpdf" / f"{PROBE_PAGE}.pdf")
+    if receipts.is_dir():
+        candidates += sorted(p for p in receipts.iterdir() if p.suffix == ".jpg")[:1]
+    found = [p for p in candidates if p.is_file()]
+    return found or [current.pages[0].path]
+
+
 def load_sets(names: list[str], mode: str, build: bool) -> tuple[list[EvalSet], list[str]]:
     """The sets asked for that have data, and a message for each one skipped."""
     sets: list[EvalSet] = []

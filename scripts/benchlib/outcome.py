@@ -28,6 +28,9 @@ class SetRun:
     rss_timeline: list[tuple[float, dict[int, int]]] = field(default_factory=list)
     # service only
     submit_seconds: list[float] = field(default_factory=list)  # while the workers are busy
+    submit_types: list[str] = field(default_factory=list)  # each one's document type
+    # the server's Submit histogram over the same window, per document type (benchlib.metrics)
+    server_submits: dict[str, dict[float, float]] = field(default_factory=dict)
     watch_delays: list[float] = field(default_factory=list)
 
     @property

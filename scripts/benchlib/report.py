@@ -65,6 +65,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_num(r['watch_delay_p50_ms'], 1)} / {_num(r['watch_delay_p95_ms'], 1)} "
                 f"({r['watch_n']}) |"
             )
+        lines += _submit_table([t for t in results["totals"] if t["engine"] == "service"])
     lines += ["", "All sets together:", "", "| engine | pages | pages/s | peak RSS MB |"]
     lines.append("|---|--:|--:|--:|")
     for t in results["totals"]:
@@ -90,6 +91,32 @@ def markdown(results: dict[str, Any]) -> str:
             holds = {True: "yes", False: "**no**", None: "n/a"}[c["holds"]]
             lines.append(f"| {c['target']} | {c['measured']} | {holds} |")
     return "\n".join(lines) + "\n"
+
+
+def _submit_table(totals: list[Row]) -> list[str]:
+    """Submit latency by document type over all sets: the probe's round trip and the
+    server's own handling time (its histogram; all Submits in the same windows)."""
+    lines = [
+        "",
+        "Submit with the workers saturated, by document type (all sets): the probe's round "
+        "trip, and the server's handling time from its `ocr_submit_duration_seconds` "
+        "histogram over the same windows (every Submit, the bench's own too; `none`: refused):",
+        "",
+        "| profile | document | client p50 / p99 ms (n) | server p50 / p99 ms (n) |",
+        "|---|---|--:|--:|",
+    ]
+    for total in totals:
+        groups = total.get("submit_by_group", {})
+        figures = [(g, groups[g]) for g in ("images", "PDFs") if g in groups]
+        figures += [(f"- {t}", f) for t, f in total.get("submit_by_type", {}).items()]
+        for name, f in figures:
+            lines.append(
+                f"| {total['profile']} | {name} "
+                f"| {_num(f['p50_ms'], 1)} / {_num(f['p99_ms'], 1)} ({f['n']}) "
+                f"| {_num(f['server_p50_ms'], 1)} / {_num(f['server_p99_ms'], 1)} "
+                f"({f['server_n']}) |"
+            )
+    return lines
 
 
 def chart(rows: list[Row], path: Path) -> None:

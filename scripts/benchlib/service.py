@@ -6,8 +6,10 @@ so the queue never runs dry and the workers stay saturated. Measured:
 - pages/s: pages over the wall time from the first Submit to the last result in hand;
 - per-page latency: the task's end_time - start_time (one page per task: its recognition);
 - Submit latency: measured by a separate client process (`benchlib.submit_probe`) that submits
-  the set's first document every 0.5 s, and cancels it, while the window keeps the workers
-  saturated: upload and server triage included, the bench's own clients not;
+  a page image, the same page as a PDF and a receipt photo in turn, one every 0.5 s, and
+  cancels each, while the window keeps the workers saturated: upload and server triage
+  included, the bench's own clients not; and as the server sees it, from its Prometheus
+  histogram (`benchlib.metrics`) over the same window, every Submit counted;
 - watch delay: client receive time - the server's timestamp of the change (start_time for
   PROCESSING, end_time for the final state), for changes the stream reported as they happened
   (not the snapshot that opens a stream);
@@ -31,7 +33,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from benchlib.datasets import ROOT, EvalSet, Page
+from benchlib import metrics
+from benchlib.datasets import ROOT, EvalSet, Page, probe_documents
 from benchlib.outcome import PageOutcome, SetRun
 from benchlib.resources import (
     CpuMeter,
@@ -67,6 +70,7 @@ class Service:
         self.language = language
         self.window = 4 * workers
         self.target = f"127.0.0.1:{_free_port()}"
+        self.metrics_address = f"127.0.0.1:{_free_port()}"
         self.token = secrets.token_urlsafe(24)
         self.load_seconds = 0.0
         self._data = tempfile.TemporaryDirectory(prefix="bench-service-")
@@ -82,6 +86,7 @@ class Service:
             "OCR_DEFAULT_PROFILE": self.profile,
             "OCR_DATA_DIR": str(Path(self._data.name) / "data"),
             "OCR_LISTEN": self.target,
+            "OCR_METRICS_LISTEN": self.metrics_address,
         }
         started = time.perf_counter()
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +155,7 @@ class Service:
         engine_cpu.start()
         started = time.perf_counter()
         probe: subprocess.Popen[str] | None = None
+        server_before: dict[str, metrics.Buckets] = {}
         with ThreadPoolExecutor(self.window, thread_name_prefix="client") as pool:
             for count, page in enumerate(eval_set.pages, start=1):
                 content = page.path.read_bytes()
@@ -158,8 +164,14 @@ class Service:
                     in_flight += 1
                 pool.submit(one, page, content)
                 if probe is None and count >= min(self.window, len(eval_set.pages)):
-                    probe = self._start_probe(eval_set.pages[0].path)  # workers saturated
+                    server_before = metrics.scrape(self.metrics_address)  # workers saturated
+                    probe = self._start_probe(probe_documents(eval_set))
             submits = self._stop_probe(probe)  # the last pages are handed out: queue drains
+            server_submits = (
+                metrics.difference(metrics.scrape(self.metrics_address), server_before)
+                if probe is not None
+                else {}
+            )
         wall = time.perf_counter() - started
         engine_cpu.stop()
         cpu.stop()
@@ -177,14 +189,16 @@ class Service:
             cpu_per_core=cpu.per_core,
             engine_cpu_seconds=engine_cpu.seconds,
             rss_timeline=memory.timeline,
-            submit_seconds=submits,
+            submit_seconds=[seconds for _, seconds in submits],
+            submit_types=[kind for kind, _ in submits],
+            server_submits=server_submits,
             watch_delays=delays,
         )
 
-    def _start_probe(self, document: Path) -> subprocess.Popen[str]:
-        command = ["-m", "benchlib.submit_probe", self.target, self.token, str(document)]
+    def _start_probe(self, documents: list[Path]) -> subprocess.Popen[str]:
+        command = ["-m", "benchlib.submit_probe", self.target, self.token, self.profile]
         return subprocess.Popen(
-            [sys.executable, *command, self.profile],
+            [sys.executable, *command, *map(str, documents)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -193,12 +207,13 @@ class Service:
         )
 
     @staticmethod
-    def _stop_probe(probe: subprocess.Popen[str] | None) -> list[float]:
-        """Submit round trips the probe measured (none when the set never filled the window)."""
+    def _stop_probe(probe: subprocess.Popen[str] | None) -> list[tuple[str, float]]:
+        """(document type, Submit round trip) for each Submit the probe made (none when the
+        set never filled the window)."""
         if probe is None:
             return []
         output, _ = probe.communicate("", timeout=120)
-        return [float(s) for s in json.loads(output or "[]")]
+        return [(str(kind), float(seconds)) for kind, seconds in json.loads(output or "[]")]
 
     def _one_task(
         self, client: OcrClient, page: Page, content: bytes

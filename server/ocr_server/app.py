@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -28,6 +29,7 @@ from ocr_server.backends.redis.backend import RedisTaskBackend
 from ocr_server.backends.redis.connection import RedisConfigError, connect
 from ocr_server.backends.redis.documents import RedisDocumentStore
 from ocr_server.backends.redis.hosts import HostRegistry
+from ocr_server.backends.redis.offer import ClusterOffer
 from ocr_server.backends.tasks import RoomLimits, TaskBackend
 from ocr_server.capabilities import Capabilities
 from ocr_server.config import ServerConfig
@@ -50,6 +52,7 @@ SERVICE_NAME = ocr_pb2.DESCRIPTOR.services_by_name["OcrService"].full_name
 MIB = 1024 * 1024
 ENGINE_LOAD_TIMEOUT = 600.0
 HOSTS_CHECK_INTERVAL = 1.0  # how often a Redis front end looks at the live worker hosts
+GIL_SWITCH_INTERVAL = 0.001  # seconds (serve(); docs/benchmarks.md, Submit latency)
 
 
 class OcrServer:
@@ -67,28 +70,29 @@ class OcrServer:
             profiles = load_profiles(config.profiles_file)
         except ValueError as exc:
             raise SystemExit(f"ocr-server: {exc}") from exc
-        tessdata = find_tessdata(config.tessdata_dir)
-        self.capabilities = Capabilities.discover(
-            profiles,
-            config.model_dir,
-            config.default_profile,
-            fake_engine=config.engine == "fake",
-            tessdata=tessdata,
-        )
-        front_end_only = config.backend == "redis" and config.workers == 0
-        if front_end_only:  # the worker hosts have the models; their registry says which
+        self.profiles = profiles
+        # What this machine reads (its own workers'); a front end without workers has no
+        # models: it offers what the cluster's live worker hosts read (backends/redis/offer.py).
+        self.capabilities = Capabilities.from_readers(profiles, (), config.default_profile)
+        if config.workers > 0:
             self.capabilities = Capabilities.discover(
                 profiles,
                 config.model_dir,
                 config.default_profile,
-                fake_engine=True,
-                tessdata=tessdata,
+                fake_engine=config.engine == "fake",
+                tessdata=find_tessdata(config.tessdata_dir),
             )
-        if config.default_profile not in self.capabilities.installed_profiles:
+            if config.default_profile not in self.capabilities.installed_profiles:
+                raise SystemExit(
+                    f"ocr-server: the default profile {config.default_profile!r} is unknown or "
+                    f"has no models in {config.model_dir}; run scripts/setup or set "
+                    "OCR_MODEL_DIR (installed: "
+                    f"{', '.join(self.capabilities.installed_profiles) or 'none'})"
+                )
+        elif config.default_profile not in profiles:
             raise SystemExit(
-                f"ocr-server: the default profile {config.default_profile!r} is unknown or has no "
-                f"models in {config.model_dir}; run scripts/setup or set OCR_MODEL_DIR "
-                f"(installed: {', '.join(self.capabilities.installed_profiles) or 'none'})"
+                f"ocr-server: the default profile {config.default_profile!r} is unknown "
+                f"(known: {', '.join(profiles)})"
             )
         self.pool: WorkerPool | None = None
         if config.workers > 0:
@@ -96,7 +100,7 @@ class OcrServer:
             self.pool.start()  # before any gRPC object
         self.tokens = load_registry(config.tokens, config.tokens_file, config.data_dir)
         self.registry: HostRegistry | None = None
-        self._live_profiles: tuple[str, ...] = ()
+        self.offer: ClusterOffer | None = None
         self.backend: TaskBackend = self._open_backend()
         self.metrics: Metrics | None = None
         observers: list[TaskObserver] = [TaskEventLog()]
@@ -118,18 +122,19 @@ class OcrServer:
                 self.backend,
                 self.manager,
                 self.pool,
-                self.capabilities.installed_profiles,
+                self.capabilities.readers,
                 config.host_heartbeat,
             )
         self.submission = Submission(
             self.backend,
-            self.capabilities,
+            self.offered,
             SubmissionLimits(
                 result_ttl=config.result_ttl,
                 max_document_bytes=config.max_document_mb * MIB,
                 documents=limits,
             ),
             observer=self.observer,
+            keep_documents=config.keep_documents,
         )
         self.health = health.HealthServicer()
         store = config.data_dir / "store"
@@ -168,6 +173,12 @@ class OcrServer:
         except (RedisConfigError, OcrServiceError) as exc:
             raise SystemExit(f"ocr-server: {exc}") from exc
         self.registry = HostRegistry(backend.client, backend.keys)
+        try:
+            self.offer = ClusterOffer(
+                self.registry, self.profiles, config.default_profile, config.redis_prefix
+            )
+        except OcrServiceError as exc:
+            raise SystemExit(f"ocr-server: {exc}") from exc
         return backend
 
     def _exports_store(self) -> ExportStore:
@@ -182,11 +193,12 @@ class OcrServer:
     def _worker_restarts(self) -> dict[str, int]:
         return dict(self.pool.restarts) if self.pool is not None else {}
 
-    def live_profiles(self) -> tuple[str, ...]:
-        """Profiles a worker can run now: this server's own, or the live hosts'."""
-        if self.registry is None:
-            return self.capabilities.installed_profiles
-        return self._live_profiles
+    def offered(self) -> Capabilities:
+        """What Submit accepts and GetCapabilities lists now: this server's own, or what the
+        cluster's live worker hosts read."""
+        if self.offer is None:
+            return self.capabilities
+        return self.offer.current()
 
     def _build_grpc_server(self) -> grpc.Server:
         config = self.config
@@ -213,7 +225,7 @@ class OcrServer:
             self.submission,
             self.backend.events,
             self.tokens,
-            self.capabilities,
+            self.offered,
             info={
                 "max_message_bytes": max_bytes,
                 "max_pages": config.max_pages,
@@ -225,7 +237,6 @@ class OcrServer:
             exporter=self.exporter,
             observer=self.observer,
             submit_timer=self.metrics.observe_submit if self.metrics is not None else None,
-            live_profiles=self.live_profiles,
         )
         ocr_pb2_grpc.add_OcrServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -286,16 +297,16 @@ class OcrServer:
 
     def _follow_worker_hosts(self) -> None:
         """Redis: SERVING while at least one live worker host has a ready worker (and Redis
-        answers); the live hosts' profiles are what GetCapabilities reports available."""
-        assert self.registry is not None
+        answers); what every live host reads is what Submit accepts (backends/redis/offer.py)."""
+        assert self.registry is not None and self.offer is not None
         serving: bool | None = None
         while not self._stopped.is_set():
             try:
                 hosts = self.registry.live()
+                self.offer.follow(hosts)
             except OcrServiceError as exc:
                 log.warning("cannot read the worker hosts: %s", exc)
                 hosts = []
-            self._live_profiles = tuple(sorted({p for h in hosts for p in h.profiles}))
             workers = sum(h.workers for h in hosts)
             now_serving = workers > 0
             if now_serving != serving and not self._stopped.is_set():
@@ -374,6 +385,10 @@ def _transport(config: ServerConfig) -> str:
 
 
 def serve(config: ServerConfig) -> None:
+    # A thread that wants the GIL gets it within this of asking (Python's default: 5 ms). A
+    # Submit passes the GIL between gRPC's threads and its handler several times, each time
+    # behind whatever Python work another thread (the pool's, a watch stream's) is doing.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     server = OcrServer(config)
     done = threading.Event()
 

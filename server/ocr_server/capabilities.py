@@ -3,13 +3,14 @@ are checked and completed with defaults."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_server.documents import DEFAULT_DPI, MAX_DPI, MIN_DPI
 from ocr_server.engines.profiles import Profile
 from ocr_server.engines.tesseract import installed_data
-from ocr_server.errors import InvalidSettingsError
+from ocr_server.errors import InvalidSettingsError, NoWorkerHostError
 from ocr_server.languages.catalog import LANGUAGES, UnknownLanguageError, join, parse
 from ocr_server.languages.routing import LanguageRouter, Reader, Route
 from ocr_server.models import Settings
@@ -21,6 +22,9 @@ class Capabilities:
     installed_profiles: tuple[str, ...]
     default_profile: str
     router: LanguageRouter
+    # Why nothing can be read at all (a cluster that no worker host has joined yet): Submit
+    # is then UNAVAILABLE with this message instead of INVALID_ARGUMENT.
+    unavailable: str = ""
 
     @classmethod
     def discover(
@@ -31,14 +35,41 @@ class Capabilities:
         fake_engine: bool,
         tessdata: Path | None = None,
     ) -> Capabilities:
-        installed = tuple(
+        """What this machine reads: its installed models and Tesseract data."""
+        installed = [
             name for name, p in profiles.items() if fake_engine or p.is_installed(model_dir)
-        )
+        ]
         tesseract_data = frozenset() if fake_engine else installed_data(tessdata)
         readers = [
             _reader(profiles[name], model_dir, tesseract_data, fake_engine) for name in installed
         ]
-        return cls(profiles, installed, default_profile, LanguageRouter(readers, default_profile))
+        return cls.from_readers(profiles, readers, default_profile)
+
+    @classmethod
+    def from_readers(
+        cls,
+        profiles: dict[str, Profile],
+        readers: Sequence[Reader],
+        default_profile: str,
+        where: str = "on this server",
+    ) -> Capabilities:
+        """The capabilities of `readers` (discovered here, or registered by a cluster's worker
+        hosts), limited to the profiles this server defines (it describes them)."""
+        order = list(profiles)  # routing tries profiles in the order they are defined
+        known = sorted(
+            (reader for reader in readers if reader.profile in profiles),
+            key=lambda reader: order.index(reader.profile),
+        )
+        return cls(
+            profiles,
+            tuple(reader.profile for reader in known),
+            default_profile,
+            LanguageRouter(known, default_profile, where),
+        )
+
+    @property
+    def readers(self) -> tuple[Reader, ...]:
+        return self.router.readers
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -48,7 +79,10 @@ class Capabilities:
         return self.router.routes()
 
     def resolve(self, language: str, profile: str, pages: str, dpi: int) -> Settings:
-        """Check a request's settings and fill in defaults; InvalidSettingsError says why."""
+        """Check a request's settings and fill in defaults; InvalidSettingsError says why
+        (NoWorkerHostError when nothing can be read at all)."""
+        if self.unavailable:
+            raise NoWorkerHostError(self.unavailable)
         try:
             codes = parse(language)
         except UnknownLanguageError as exc:
@@ -63,8 +97,8 @@ class Capabilities:
             )
         if profile not in self.installed_profiles:
             raise InvalidSettingsError(
-                f"profile {profile!r} is not installed on this server; installed: "
-                + ", ".join(self.installed_profiles)
+                f"profile {profile!r} is not installed {self.router.where}; installed: "
+                + (", ".join(self.installed_profiles) or "none")
             )
         dpi = dpi or DEFAULT_DPI
         if not MIN_DPI <= dpi <= MAX_DPI:

@@ -26,6 +26,16 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * unit
 
 
+def parse_switch(text: str) -> bool:
+    """'on'/'off' (also true/false, yes/no, 1/0) -> bool."""
+    value = text.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not on or off")
+
+
 def default_model_dir() -> Path:
     """Where scripts/setup installs the models: inside the environment that runs the server."""
     return Path(sys.prefix) / "share" / "ocr-models"
@@ -70,6 +80,7 @@ class ServerConfig:
     redis_prefix: str
     reclaim_after: float
     host_heartbeat: float
+    keep_documents: bool
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,14 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], object, str]] = [
     ("max-pages", int, 2000, "most pages in one document"),
     ("max-pixels", int, 100_000_000, "most pixels in one page"),
     ("max-store-mb", int, 10_240, "task store size limit; Submit is refused beyond it"),
+    (
+        "keep-documents",
+        parse_switch,
+        "on",
+        "keep each document until its task expires, for searchable-PDF exports ('off': delete "
+        "it when the task ends, saving the store's (or Redis's) room; ExportResult pdf is then "
+        "FAILED_PRECONDITION)",
+    ),
     ("rpc-threads", int, 256, "gRPC handler threads (each open WatchTask holds one)"),
     ("heartbeat", parse_duration, "15s", "WatchTask repeats the status this often when idle"),
     ("sweep-interval", parse_duration, "5m", "how often expired entries are deleted"),

@@ -14,6 +14,7 @@ import math
 import mmap
 import re
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from ocr_server.errors import InvalidDocumentError, InvalidSettingsError
 from ocr_server.pdfinfo import read_pdf_info
 from ocr_server.tiff import TiffStructureError, read_pages
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PIL_FORMATS = {
     "png": "PNG",
     "jpeg": "JPEG",
@@ -66,7 +68,7 @@ def detect_type(data: bytes) -> str:
     if not data:
         raise InvalidDocumentError("the document is empty (content has 0 bytes)")
     head = data[:16]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+    if head.startswith(_PNG_SIGNATURE):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
@@ -104,18 +106,47 @@ def inspect_image(data: Content, document_type: str, limits: DocumentLimits) -> 
     """Read an image's header (not its pixels) and check it against the limits."""
     if document_type == "tiff":
         return _inspect_tiff(data, limits)
-    with _decoder_errors(f"the {document_type.upper()} image is damaged"):
-        with _open_image(_reader(data), document_type) as image:
-            _check_pixels(image.size, limits, "image")
-        if document_type == "png":
-            with Image.open(_reader(data), formats=["PNG"]) as image:
-                image.verify()  # chunk CRCs and the end marker, without decoding pixels
+    what = f"the {document_type.upper()} image is damaged"
+    with _decoder_errors(what), _open_image(_reader(data), document_type) as image:
+        _check_pixels(image.size, limits, "image")
+    if document_type == "png":
+        _check_png_chunks(data)
     tail = data if isinstance(data, bytes) else data[-65536:]
     if document_type == "jpeg" and not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise InvalidDocumentError("the JPEG is truncated (no end-of-image marker)")
     if document_type == "bmp":
         _check_bmp_length(data)
     return DocumentInfo(document_type, 1)
+
+
+_PNG_CHUNK_TYPE = re.compile(rb"\w{4}")  # what Pillow's PNG reader accepts as a chunk type
+
+
+def _check_png_chunks(data: Content) -> None:
+    """Every chunk's CRC up to the end marker, as Pillow's `verify()` checks them, without
+    decoding pixels. Walked here over the buffer itself: Pillow's reads copy each chunk in
+    Python (0.35 ms of a 370 kB page's Submit, against 0.1 ms here)."""
+    with memoryview(data) as view:
+        offset, end = len(_PNG_SIGNATURE), len(view)
+        while True:
+            if offset + 8 > end:
+                raise InvalidDocumentError("the PNG image is damaged: truncated PNG file")
+            (length,) = struct.unpack_from(">I", view, offset)
+            kind = bytes(view[offset + 4 : offset + 8])
+            if not _PNG_CHUNK_TYPE.fullmatch(kind):
+                raise InvalidDocumentError(f"the PNG image is damaged: broken chunk {kind!r}")
+            if kind == b"IEND":  # the end marker itself is not checked, as in Pillow
+                return
+            stop = offset + 8 + length
+            if stop + 4 > end:
+                raise InvalidDocumentError(
+                    f"the PNG image is damaged: truncated PNG file (in its {kind!r} chunk)"
+                )
+            if zlib.crc32(view[offset + 4 : stop]) != struct.unpack_from(">I", view, stop)[0]:
+                raise InvalidDocumentError(
+                    f"the PNG image is damaged: bad checksum in its {kind!r} chunk"
+                )
+            offset = stop + 4
 
 
 def _check_bmp_length(data: Content) -> None:

@@ -15,6 +15,8 @@ code it maps to, so the servicer converts errors in one place and messages stay 
     ├── DamagedEntryError              DATA_LOSS
     ├── DocumentMissingError           DATA_LOSS
     ├── ShuttingDownError              UNAVAILABLE
+    ├── NoWorkerHostError              UNAVAILABLE        a cluster no worker host has joined
+    ├── DocumentNotKeptError           FAILED_PRECONDITION  a PDF of a deleted document
     └── TaskError                      ends a task: goes into Task.error, never an RPC status
         ├── DamagedPageError           INVALID_ARGUMENT   a page only decoding shows damaged
         ├── EngineError                INTERNAL
@@ -121,6 +123,30 @@ class ShuttingDownError(OcrServiceError):
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "shutting_down"
+
+
+class NoWorkerHostError(OcrServiceError):
+    """A cluster's front end knows of no worker host, live or seen before: it cannot tell
+    what would be read, so it accepts nothing yet (retry once a host has started)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "no_worker_host"
+
+
+class DocumentNotKeptError(OcrServiceError):
+    """A searchable PDF was asked of a task whose document was deleted when it ended."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "document_not_kept"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(
+            f"task {task_id}: no searchable PDF, because its document was deleted when the "
+            "task ended (the server that took it runs with --keep-documents off, "
+            "OCR_KEEP_DOCUMENTS=off, to save memory) and the PDF is drawn over the document's "
+            "pages; text, json, hocr and alto work from the result. For a PDF, submit the "
+            "document again to a server that keeps documents (GetCapabilities.searchable_pdf)"
+        )
 
 
 class DocumentTooLargeError(OcrServiceError):

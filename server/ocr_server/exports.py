@@ -4,7 +4,8 @@ file's size, SHA-256 and bytes.
 
 Text, JSON, hOCR and ALTO are rendered from the stored result on every request (milliseconds
 a page, docs/outputs.md). The searchable PDF also needs the document, which is therefore kept
-until the task expires (every Submit sets `keep_document`); it is rendered on the first request
+until the task expires (unless the operator turned that off: --keep-documents off, and then
+the PDF is FAILED_PRECONDITION); it is rendered on the first request
 in a separate renderer process (not a worker, and not the server's own interpreter, whose lock
 the RPC threads need) and kept in an exports document store until the task expires, so repeated
 downloads cost nothing. At most PDF_RENDERS_AT_ONCE render at a time, at the workers' low
@@ -31,7 +32,12 @@ from ocr.v1 import ocr_pb2
 from ocr_server import outputs
 from ocr_server.backends.documents import DocumentStore
 from ocr_server.documents import page_resolution
-from ocr_server.errors import DocumentMissingError, InvalidSettingsError, QueueFullError
+from ocr_server.errors import (
+    DocumentMissingError,
+    DocumentNotKeptError,
+    InvalidSettingsError,
+    QueueFullError,
+)
 from ocr_server.models import TaskRecord
 from ocr_server.outputs.source import Source
 from ocr_server.tasks.manager import TaskManager
@@ -83,8 +89,9 @@ class Exporter:
         self._renderers: ProcessPoolExecutor | None = None
 
     def export(self, tenant: str, task_id: str, result_format: int) -> ExportedFile:
-        """The file; NOT_FOUND as GetResult, FAILED_PRECONDITION before completion,
-        INVALID_ARGUMENT for an unknown format, RESOURCE_EXHAUSTED when too many wait."""
+        """The file; NOT_FOUND as GetResult, FAILED_PRECONDITION before completion (and for
+        a PDF of a document not kept), INVALID_ARGUMENT for an unknown format,
+        RESOURCE_EXHAUSTED when too many wait."""
         chosen = outputs.FORMATS.get(result_format)
         if chosen is None:
             names = ", ".join(f.name for f in outputs.FORMATS.values())
@@ -98,6 +105,8 @@ class Exporter:
             digest = hashlib.sha256(data).hexdigest()
             pieces = (data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES))
             return ExportedFile(chosen, filename, len(data), digest, pieces)
+        if not record.keep_document:  # deleted when the task ended (--keep-documents off)
+            raise DocumentNotKeptError(record.task_id)
         if not self._exports.exists(record.task_id):
             self._render_once(record, serialised)
         try:

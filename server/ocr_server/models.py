@@ -113,7 +113,21 @@ class PageResult:
     rotation: int = 0
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        """The same JSON as `dataclasses.asdict` gives, built field by field: asdict
+        deep-copies every float of every outline, 18 ms of the pool's thread (and of the GIL
+        a Submit waits for) on a dense page instead of under 2."""
+        data = {
+            "page_number": self.page_number,
+            "width": self.width,
+            "height": self.height,
+            "text": self.text,
+            "lines": [_line_dict(line) for line in self.lines],
+            "x_dpi": self.x_dpi,
+            "y_dpi": self.y_dpi,
+            "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
+            "rotation": self.rotation,
+        }
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> PageResult:
@@ -136,6 +150,17 @@ class PageResult:
         )
         warnings = tuple(PageWarning(**warning) for warning in data.pop("warnings", ()))
         return cls(lines=lines, warnings=warnings, **data)
+
+
+def _line_dict(line: RecognizedLine) -> dict[str, Any]:
+    return {
+        "text": line.text,
+        "confidence": line.confidence,
+        "polygon": line.polygon,
+        "words": [
+            {"text": w.text, "confidence": w.confidence, "polygon": w.polygon} for w in line.words
+        ],
+    }
 
 
 def _polygon(points: list[list[float]]) -> Polygon:

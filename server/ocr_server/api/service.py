@@ -7,7 +7,8 @@ import functools
 import logging
 import queue
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 import grpc
@@ -71,6 +72,11 @@ def _grpc_stream_errors(
     return wrapper
 
 
+@dataclass
+class _Submitted:
+    document_type: str = ""  # of the task queued (or answered); empty when refused
+
+
 class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
     def __init__(
         self,
@@ -78,14 +84,15 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         submission: Submission,
         events: TaskEvents,
         tokens: TokenRegistry,
-        capabilities: Capabilities,
+        capabilities: Callable[[], Capabilities],
         info: dict[str, int],
         heartbeat: float,
         exporter: Exporter,
         observer: TaskObserver | None = None,
-        submit_timer: Callable[[str, float], None] | None = None,
-        live_profiles: Callable[[], Collection[str]] | None = None,
+        submit_timer: Callable[[str, str, float], None] | None = None,
     ) -> None:
+        """`capabilities()`: what is offered now (on a cluster's front end, what the live
+        worker hosts read; it changes as hosts come and go)."""
         self._exporter = exporter
         self._manager = manager
         self._submission = submission
@@ -96,21 +103,21 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self._heartbeat = heartbeat
         self._observer: TaskObserver = observer or Fanout(())
         self._submit_timer = submit_timer
-        # profiles some worker can run now (a cluster's live worker hosts); default: installed
-        self._live_profiles = live_profiles or (lambda: capabilities.installed_profiles)
 
     @contextlib.contextmanager
-    def _submitting(self, method: str, tenant: str) -> Iterator[None]:
-        """Time a Submit and tell the observers why it was refused, if it was."""
+    def _submitting(self, method: str, tenant: str) -> Iterator[_Submitted]:
+        """Time a Submit (by the type of the document it queued) and tell the observers why
+        it was refused, if it was."""
         started = time.monotonic()
+        submitted = _Submitted()
         try:
-            yield
+            yield submitted
         except OcrServiceError as exc:
             self._observer.submit_refused(tenant, exc.reason, str(exc))
             raise
         finally:
             if self._submit_timer is not None:
-                self._submit_timer(method, started)
+                self._submit_timer(method, submitted.document_type, started)
 
     def _tenant(self, context: grpc.ServicerContext) -> str:
         tenant = self._tokens.tenant_from_metadata(context.invocation_metadata())
@@ -125,8 +132,9 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
     ) -> ocr_pb2.SubmitResponse:
         tenant = self._tenant(context)
         options = _submit_options(request.settings, request.request_id, request.filename)
-        with self._submitting("Submit", tenant):
+        with self._submitting("Submit", tenant) as submitted:
             record = self._submission.submit(tenant, request.content, options)
+            submitted.document_type = record.document_type
         position = self._manager.queue_position(record.task_id)
         return ocr_pb2.SubmitResponse(task=task_to_proto(record, position))
 
@@ -135,7 +143,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self, request_iterator: Iterator[ocr_pb2.SubmitStreamRequest], context: grpc.ServicerContext
     ) -> ocr_pb2.SubmitStreamResponse:
         tenant = self._tenant(context)
-        with self._submitting("SubmitStream", tenant):
+        with self._submitting("SubmitStream", tenant) as submitted:
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("part") != "header":
                 raise InvalidSettingsError(
@@ -151,6 +159,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
                 header.size_bytes,
                 header.sha256,
             )
+            submitted.document_type = record.document_type
         position = self._manager.queue_position(record.task_id)
         return ocr_pb2.SubmitStreamResponse(task=task_to_proto(record, position))
 
@@ -254,19 +263,20 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
         self, request: ocr_pb2.GetCapabilitiesRequest, context: grpc.ServicerContext
     ) -> ocr_pb2.GetCapabilitiesResponse:
         self._tenant(context)
-        available = set(self._live_profiles())
+        offered = self._capabilities()
         return ocr_pb2.GetCapabilitiesResponse(
-            languages=list(self._capabilities.languages),
+            languages=list(offered.languages),
             profiles=[
                 ocr_pb2.Profile(
                     name=p.name,
                     description=p.description,
-                    available=p.name in available,
+                    available=p.name in offered.installed_profiles,
                 )
-                for p in self._capabilities.profiles.values()
+                for p in offered.profiles.values()
             ],
-            default_profile=self._capabilities.default_profile,
-            supported_languages=[language_to_proto(route) for route in self._capabilities.routes()],
+            default_profile=offered.default_profile,
+            supported_languages=[language_to_proto(route) for route in offered.routes()],
+            searchable_pdf=self._submission.keeps_documents,
             **self._info,
         )
 
@@ -274,8 +284,7 @@ class OcrServicer(ocr_pb2_grpc.OcrServiceServicer):
 def _submit_options(
     settings: ocr_pb2.RecognitionSettings, request_id: str, filename: str
 ) -> SubmitOptions:
-    """The options of a Submit or a SubmitStream header. The document is kept until the task
-    expires, so that any result format (the searchable PDF needs the pages) can be exported."""
+    """The options of a Submit or a SubmitStream header."""
     return SubmitOptions(
         language=settings.language,
         profile=settings.profile,
@@ -283,7 +292,6 @@ def _submit_options(
         dpi=settings.dpi,
         request_id=request_id,
         filename=filename,
-        keep_document=True,
     )
 
 

@@ -40,13 +40,21 @@ class Route:
 
 
 class LanguageRouter:
-    """Routes languages to profiles for one server's installed readers."""
+    """Routes languages to profiles for one server's installed readers (or a cluster's)."""
 
-    def __init__(self, readers: Sequence[Reader], default_profile: str) -> None:
+    def __init__(
+        self, readers: Sequence[Reader], default_profile: str, where: str = "on this server"
+    ) -> None:
+        """`where`: how refusals name the place that lacks a language ("on this server")."""
         # PaddleOCR first (faster, boxes per line), Tesseract for the scripts it lacks.
         self._readers = sorted(readers, key=lambda r: r.engine == "tesseract")
         self._default = default_profile
         self._by_profile = {reader.profile: reader for reader in self._readers}
+        self.where = where
+
+    @property
+    def readers(self) -> tuple[Reader, ...]:
+        return tuple(self._readers)
 
     def installed(self) -> tuple[str, ...]:
         """Catalog codes that some installed profile reads well, in catalog order."""
@@ -71,8 +79,8 @@ class LanguageRouter:
         missing = [code for code in codes if code not in self.installed()]
         if missing:
             raise InvalidSettingsError(
-                f"language {missing[0]!r} ({BY_CODE[missing[0]].name}) is not installed on "
-                f"this server; installed: {', '.join(self.installed())}"
+                f"language {missing[0]!r} ({BY_CODE[missing[0]].name}) is not installed "
+                f"{self.where}; installed: {', '.join(self.installed()) or 'none'}"
             )
         wanted = "+".join(codes)
         if profile:
@@ -105,3 +113,23 @@ class LanguageRouter:
             if wanted <= reader.reads_well:
                 return reader
         return None
+
+
+def common_readers(per_host: Sequence[Sequence[Reader]]) -> tuple[Reader, ...]:
+    """What every one of several hosts reads: the profiles all of them have, each reading
+    the languages all of them read with it (a cluster's page may run on any host); sorted
+    by profile name, so the same hosts in another order give an equal answer."""
+    if not per_host:
+        return ()
+    first, *others = per_host
+    common = []
+    for reader in first:
+        same = [r for host in others for r in host if r.profile == reader.profile]
+        if len(same) < len(others):
+            continue  # some host lacks the profile
+        reads, well = set(reader.reads), set(reader.reads_well)
+        for other in same:
+            reads &= other.reads
+            well &= other.reads_well
+        common.append(Reader(reader.profile, reader.engine, frozenset(reads), frozenset(well)))
+    return tuple(sorted(common, key=lambda reader: reader.profile))

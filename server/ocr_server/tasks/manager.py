@@ -183,7 +183,7 @@ class TaskManager:
             )
             return
         if outcome == PageOutcome.LAST:
-            self._complete(lease.task_id)
+            self._complete(lease.task_id, {page.page_number: page})
 
     def job_failed(self, job: PageJob, failure: TaskError) -> None:
         lease = self._end_job(job)
@@ -228,13 +228,17 @@ class TaskManager:
         files.close()
         return lease
 
-    def _complete(self, task_id: str) -> None:
+    def _complete(self, task_id: str, in_hand: dict[int, PageResult] | None = None) -> None:
         """Every page is stored: build the result from them, or fail the task if one is
-        damaged (never hand out a result without it)."""
+        damaged (never hand out a result without it). `in_hand`: pages just stored, not read
+        back (a one-page task reads none: parsing a dense page back costs milliseconds of
+        the pool's thread)."""
         record = self._backend.get(task_id)
         if record is None or record.state.is_final:
             return
-        pages = self._backend.pages(task_id)
+        pages = dict(in_hand or {})
+        if any(n not in pages for n in record.page_numbers):
+            pages = {**self._backend.pages(task_id), **pages}
         missing = [n for n in record.page_numbers if n not in pages]
         if missing:
             self._fail(task_id, PageResultLostError.on_page(missing[0]))

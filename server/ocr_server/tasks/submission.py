@@ -16,7 +16,7 @@ import json
 import logging
 import mmap
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ocr_server.backends.tasks import Reservation, TaskBackend
@@ -60,7 +60,6 @@ class SubmitOptions:
     dpi: int = 0
     request_id: str = ""
     filename: str = ""
-    keep_document: bool = False  # keep the original until the task expires, not its end
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,15 @@ class Submission:
     def __init__(
         self,
         backend: TaskBackend,
-        capabilities: Capabilities,
+        capabilities: Callable[[], Capabilities],
         limits: SubmissionLimits,
         clock: Clock = system_clock,
         observer: TaskObserver | None = None,
+        keep_documents: bool = True,
     ) -> None:
+        """`capabilities()`: what is offered now (it may change: a cluster's worker hosts come
+        and go). `keep_documents`: keep each document until its task expires (the searchable
+        PDF is drawn over it), else delete it when the task ends (--keep-documents)."""
         self._backend = backend
         self._observer: TaskObserver = observer or Fanout(())
         self._documents = backend.documents
@@ -86,6 +89,7 @@ class Submission:
         self._limits = limits
         self._clock = clock
         self._accepting = True
+        self.keeps_documents = keep_documents
 
     def stop_accepting(self) -> None:
         self._accepting = False
@@ -177,7 +181,7 @@ class Submission:
         return None
 
     def resolve(self, options: SubmitOptions) -> Settings:
-        return self._capabilities.resolve(
+        return self._capabilities().resolve(
             options.language, options.profile, options.pages, options.dpi
         )
 
@@ -223,7 +227,7 @@ class Submission:
                 request_id=options.request_id,
                 request_fingerprint=fingerprint,
                 document_ref=ref,
-                keep_document=options.keep_document,
+                keep_document=self.keeps_documents,
             )
             admission = self._backend.admit(reservation, record)
         except BaseException:

@@ -17,6 +17,7 @@ from ocr_server.backends.tasks import RoomLimits
 from ocr_server.capabilities import Capabilities
 from ocr_server.config import WorkerHostConfig, parse_worker_args
 from ocr_server.engines.profiles import load_profiles
+from ocr_server.engines.tesseract import find_tessdata
 from ocr_server.errors import OcrServiceError
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.telemetry.logs import configure as configure_logging
@@ -32,10 +33,14 @@ def run(config: WorkerHostConfig) -> None:
         profiles = load_profiles(config.profiles_file)
     except ValueError as exc:
         raise SystemExit(f"ocr-worker: {exc}") from exc
-    installed = Capabilities.discover(
-        profiles, config.model_dir, config.default_profile, fake_engine=config.engine == "fake"
-    ).installed_profiles
-    if config.default_profile not in installed:
+    capabilities = Capabilities.discover(  # registered: the front ends offer what hosts read
+        profiles,
+        config.model_dir,
+        config.default_profile,
+        fake_engine=config.engine == "fake",
+        tessdata=find_tessdata(config.tessdata_dir),
+    )
+    if config.default_profile not in capabilities.installed_profiles:
         raise SystemExit(
             f"ocr-worker: the default profile {config.default_profile!r} has no models in "
             f"{config.model_dir}; run scripts/setup or set OCR_MODEL_DIR"
@@ -59,7 +64,9 @@ def run(config: WorkerHostConfig) -> None:
     except (RedisConfigError, OcrServiceError) as exc:
         pool.stop()
         raise SystemExit(f"ocr-worker: {exc}") from exc
-    host = WorkerHost(backend, TaskManager(backend), pool, installed, config.host_heartbeat)
+    host = WorkerHost(
+        backend, TaskManager(backend), pool, capabilities.readers, config.host_heartbeat
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -74,7 +81,13 @@ def run(config: WorkerHostConfig) -> None:
     except Exception as exc:
         host.stop(0)
         raise SystemExit(f"ocr-worker: {exc}") from exc
-    log.info("worker host %s: %d workers ready", host_id, config.workers)
+    log.info(
+        "worker host %s: %d workers ready; profiles %s; languages %s",
+        host_id,
+        config.workers,
+        ", ".join(capabilities.installed_profiles),
+        ", ".join(capabilities.languages),
+    )
     stop.wait()
     log.info("shutting down: giving back pages in flight (grace %.0f s)", config.shutdown_grace)
     host.stop(config.shutdown_grace)

@@ -2,7 +2,8 @@
 
 The pool (spawn, deaths, time limits, recycling) is unchanged; the task manager is its job
 source as on one machine. Around it this class keeps the host known to the cluster: every
-heartbeat it registers (TTL'd: a dead host drops out of health by itself) and renews the
+heartbeat it registers (TTL'd: a dead host drops out of health by itself), with what it reads
+(its readers: the front ends offer what every live host reads), and renews the
 stream entries of its pages in flight, so no other host reclaims them while it lives; it
 wakes the pool when a front end announces work (besides the pool's own poll every second);
 at shutdown it gives its pages back at once (`release_page`), so another host runs them
@@ -23,6 +24,7 @@ import redis
 from ocr_server.backends.redis.backend import RedisTaskBackend
 from ocr_server.backends.redis.hosts import HostInfo, HostRegistry
 from ocr_server.errors import OcrServiceError
+from ocr_server.languages.routing import Reader
 from ocr_server.tasks.manager import TaskManager
 from ocr_server.workers.pool import WorkerPool
 
@@ -42,14 +44,14 @@ class WorkerHost:
         backend: RedisTaskBackend,
         manager: TaskManager,
         pool: WorkerPool,
-        profiles: tuple[str, ...],
+        readers: tuple[Reader, ...],
         heartbeat: float,
     ) -> None:
         self.backend = backend
         self.host_id = backend.consumer
         self._manager = manager
         self._pool = pool
-        self._profiles = profiles
+        self._readers = readers
         self._heartbeat = heartbeat
         self._registry = HostRegistry(backend.client, backend.keys)
         self._stopped = threading.Event()
@@ -87,7 +89,7 @@ class WorkerHost:
             self._stopped.wait(max(0.0, self._heartbeat - (time.monotonic() - started)))
 
     def _beat_once(self) -> None:
-        info = HostInfo(self.host_id, self._pool.ready_count, self._profiles)
+        info = HostInfo(self.host_id, self._pool.ready_count, self._readers)
         self._registry.register(info, ttl=3 * self._heartbeat)
         lost = self.backend.renew(self._manager.lease_ids())
         for lease_id in lost:

@@ -6,6 +6,7 @@ pipe and sends back only plain data. It ignores SIGINT (the server decides when 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -141,11 +142,18 @@ def die_with_parent() -> None:
 
 # Workers run below the server's priority: recognition is batch work that keeps every core
 # busy, while the server's RPC threads answer Submit, watch and status in milliseconds only if
-# the kernel lets them in at once. Throughput is unchanged (the server uses little CPU).
+# the kernel lets them in at once. SCHED_IDLE (Linux) gives a worker only the CPU no other
+# thread wants, so a server thread that wakes preempts it at once; at nice 10 the kernel
+# still let a worker finish its slice first. Throughput is unchanged: the server uses little
+# CPU (docs/benchmarks.md, Submit latency). Where SCHED_IDLE is unavailable: nice 10.
 WORKER_NICENESS = 10
 
 
 def lower_priority() -> None:
+    """Call first in a worker process: threads started later inherit the policy."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
     try:
         os.nice(WORKER_NICENESS)
     except OSError:  # not permitted here: run at the server's priority

@@ -76,7 +76,9 @@ class _ResultFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResultFo
     RESULT_FORMAT_ALTO: _ResultFormat.ValueType  # 4
     """ALTO v4 XML in pixel units (application/xml)."""
     RESULT_FORMAT_PDF: _ResultFormat.ValueType  # 5
-    """Searchable PDF: the document's pages with an invisible text layer (application/pdf)."""
+    """Searchable PDF: the document's pages with an invisible text layer (application/pdf).
+    Only when the server keeps documents (GetCapabilitiesResponse.searchable_pdf).
+    """
 
 class ResultFormat(_ResultFormat, metaclass=_ResultFormatEnumTypeWrapper):
     """ResultFormat is a file format ExportResult can produce."""
@@ -93,7 +95,9 @@ RESULT_FORMAT_HOCR: ResultFormat.ValueType  # 3
 RESULT_FORMAT_ALTO: ResultFormat.ValueType  # 4
 """ALTO v4 XML in pixel units (application/xml)."""
 RESULT_FORMAT_PDF: ResultFormat.ValueType  # 5
-"""Searchable PDF: the document's pages with an invisible text layer (application/pdf)."""
+"""Searchable PDF: the document's pages with an invisible text layer (application/pdf).
+Only when the server keeps documents (GetCapabilitiesResponse.searchable_pdf).
+"""
 Global___ResultFormat: _TypeAlias = ResultFormat  # noqa: Y015
 
 @_typing.final
@@ -931,7 +935,9 @@ class Profile(_message.Message):
     name: _builtins.str
     description: _builtins.str
     available: _builtins.bool
-    """Whether its model files are installed on this server."""
+    """Whether a request may name it: its models are installed on this server (on a cluster's
+    front end: on every live worker host, or, while none is alive, on the hosts last seen).
+    """
     def __init__(
         self,
         *,
@@ -960,6 +966,7 @@ class GetCapabilitiesResponse(_message.Message):
     MAX_PENDING_PER_TENANT_FIELD_NUMBER: _builtins.int
     MAX_DOCUMENT_BYTES_FIELD_NUMBER: _builtins.int
     SUPPORTED_LANGUAGES_FIELD_NUMBER: _builtins.int
+    SEARCHABLE_PDF_FIELD_NUMBER: _builtins.int
     default_profile: _builtins.str
     max_message_bytes: _builtins.int
     """Largest request message the server accepts."""
@@ -973,6 +980,12 @@ class GetCapabilitiesResponse(_message.Message):
     """
     max_document_bytes: _builtins.int
     """Largest document SubmitStream accepts, in bytes."""
+    searchable_pdf: _builtins.bool
+    """Whether ExportResult can make a searchable PDF (RESULT_FORMAT_PDF) of tasks submitted
+    to this server: true when it keeps each document until its task expires (the PDF is
+    drawn over the document's pages); false when it deletes documents as tasks end
+    (--keep-documents off), and then only the other formats are available.
+    """
     @_builtins.property
     def languages(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The installed languages' codes (the same as supported_languages' codes)."""
@@ -995,10 +1008,11 @@ class GetCapabilitiesResponse(_message.Message):
         max_pending_per_tenant: _builtins.int = ...,
         max_document_bytes: _builtins.int = ...,
         supported_languages: _abc.Iterable[Global___Language] | None = ...,
+        searchable_pdf: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_profile", b"default_profile", "languages", b"languages", "max_document_bytes", b"max_document_bytes", "max_message_bytes", b"max_message_bytes", "max_pages", b"max_pages", "max_pending_per_tenant", b"max_pending_per_tenant", "profiles", b"profiles", "result_ttl_seconds", b"result_ttl_seconds", "supported_languages", b"supported_languages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_profile", b"default_profile", "languages", b"languages", "max_document_bytes", b"max_document_bytes", "max_message_bytes", b"max_message_bytes", "max_pages", b"max_pages", "max_pending_per_tenant", b"max_pending_per_tenant", "profiles", b"profiles", "result_ttl_seconds", b"result_ttl_seconds", "searchable_pdf", b"searchable_pdf", "supported_languages", b"supported_languages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -180,7 +180,8 @@ class OcrServiceServicer:
         returns them): first an ExportedFile header with the size and SHA-256, then the bytes
         in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
         expired or another tenant's task); FAILED_PRECONDITION while the task has no result (not
-        yet COMPLETED, FAILED, or cancelled before any page was read).
+        yet COMPLETED, FAILED, or cancelled before any page was read), and for a searchable PDF
+        when the server did not keep the document (GetCapabilitiesResponse.searchable_pdf).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -91,7 +91,8 @@ class OcrServiceStub:
     returns them): first an ExportedFile header with the size and SHA-256, then the bytes
     in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
     expired or another tenant's task); FAILED_PRECONDITION while the task has no result (not
-    yet COMPLETED, FAILED, or cancelled before any page was read).
+    yet COMPLETED, FAILED, or cancelled before any page was read), and for a searchable PDF
+    when the server did not keep the document (GetCapabilitiesResponse.searchable_pdf).
     """
     GetCapabilities: _grpc.UnaryUnaryMultiCallable[_ocr_pb2.GetCapabilitiesRequest, _ocr_pb2.GetCapabilitiesResponse]
     """GetCapabilities lists what this server can do: languages, profiles and limits."""
@@ -160,7 +161,8 @@ class OcrServiceAsyncStub(OcrServiceStub):
     returns them): first an ExportedFile header with the size and SHA-256, then the bytes
     in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
     expired or another tenant's task); FAILED_PRECONDITION while the task has no result (not
-    yet COMPLETED, FAILED, or cancelled before any page was read).
+    yet COMPLETED, FAILED, or cancelled before any page was read), and for a searchable PDF
+    when the server did not keep the document (GetCapabilitiesResponse.searchable_pdf).
     """
     GetCapabilities: _aio.UnaryUnaryMultiCallable[_ocr_pb2.GetCapabilitiesRequest, _ocr_pb2.GetCapabilitiesResponse]  # type: ignore[assignment]
     """GetCapabilities lists what this server can do: languages, profiles and limits."""
@@ -268,7 +270,8 @@ class OcrServiceServicer(metaclass=_abc_1.ABCMeta):
         returns them): first an ExportedFile header with the size and SHA-256, then the bytes
         in chunks well under the 4 MiB message limit. NOT_FOUND exactly as GetResult (unknown,
         expired or another tenant's task); FAILED_PRECONDITION while the task has no result (not
-        yet COMPLETED, FAILED, or cancelled before any page was read).
+        yet COMPLETED, FAILED, or cancelled before any page was read), and for a searchable PDF
+        when the server did not keep the document (GetCapabilitiesResponse.searchable_pdf).
         """
 
     @_abc_1.abstractmethod

@@ -282,11 +282,12 @@ class LocalTaskBackend:
                 )
 
     def page_done(self, lease: PageLease, page: PageResult) -> PageOutcome:
+        page_json = page.to_json()  # milliseconds on a dense page: not under the lock
         with self._lock:
             record = self.store.get_task(lease.task_id)
             if record is None or record.state.is_final:
                 return PageOutcome.DROPPED  # cancelled or expired while the page ran
-            self.store.put_page(record, page)
+            self.store.put_page(record, page.page_number, page_json)
             if self._scheduler.page_finished(lease.task_id, lease.page_number):
                 return PageOutcome.LAST
             record.pages_done += 1

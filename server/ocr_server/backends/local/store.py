@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 import diskcache
 
 from ocr_server.backends.local.capacity import writing
+from ocr_server.backends.local.checkpoints import SQLITE_SETTINGS, Checkpointer
 from ocr_server.backends.tasks import STAND_IN
 from ocr_server.clock import Clock, system_clock
 from ocr_server.errors import DamagedEntryError
@@ -33,13 +35,17 @@ from ocr_server.models import PageResult, TaskRecord
 
 log = logging.getLogger(__name__)
 
-# Never cull: a task may only disappear when it expires.
-_NO_EVICTION = {
+# Never cull: a task may only disappear when it expires. Checkpoints in their own thread.
+_SETTINGS = {
     "size_limit": 2**62,
     "eviction_policy": "none",
     "cull_limit": 0,
     "statistics": False,
+    **SQLITE_SETTINGS,
 }
+# Submit checks the store's size (--max-store-mb) twice; the caches' part of it is a few
+# SQLite queries each, so it is read at most this often (documents are counted exactly).
+VOLUME_MAX_AGE = 1.0
 
 _DIGEST = hashlib.sha256
 _DIGEST_SIZE = _DIGEST().digest_size
@@ -52,15 +58,19 @@ class TaskStore:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._clock = clock
-        self._tasks = diskcache.Cache(str(directory / "tasks"), **_NO_EVICTION)
-        self._pages = diskcache.Cache(str(directory / "pages"), **_NO_EVICTION)
-        self._results = diskcache.Cache(str(directory / "results"), **_NO_EVICTION)
-        self._request_ids = diskcache.Cache(str(directory / "request-ids"), **_NO_EVICTION)
+        self._tasks = diskcache.Cache(str(directory / "tasks"), **_SETTINGS)
+        self._pages = diskcache.Cache(str(directory / "pages"), **_SETTINGS)
+        self._results = diskcache.Cache(str(directory / "results"), **_SETTINGS)
+        self._request_ids = diskcache.Cache(str(directory / "request-ids"), **_SETTINGS)
         self._caches = (self._tasks, self._pages, self._results, self._request_ids)
+        self._checkpoints = Checkpointer({_name(c): _database(c) for c in self._caches})
         with contextlib.suppress(OSError, sqlite3.Error):  # a full disk: get_task's fallback
             self._tasks.add(_STAND_IN_KEY, _STAND_IN)
+        self._volume_lock = threading.Lock()
+        self._volume: tuple[float, int] | None = None  # (when read, bytes)
 
     def close(self) -> None:
+        self._checkpoints.stop()
         for cache in self._caches:
             cache.close()
 
@@ -69,6 +79,7 @@ class TaskStore:
     def put_task(self, record: TaskRecord) -> None:
         with writing():
             self._tasks.set(record.task_id, record.to_json(), expire=_remaining(record.expires))
+        self._checkpoints.wrote("tasks")
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         """The record, or None when unknown or expired (even if not yet swept);
@@ -115,6 +126,7 @@ class TaskStore:
         key = f"{tenant}\x00{request_id}"
         with writing():
             added = self._request_ids.add(key, task_id, expire=_remaining(expires))
+        self._checkpoints.wrote("request-ids")
         if added:
             return task_id
         existing = self._request_ids.get(key)
@@ -124,9 +136,11 @@ class TaskStore:
         key = f"{tenant}\x00{request_id}"
         with writing():
             self._request_ids.set(key, task_id, expire=_remaining(expires))
+        self._checkpoints.wrote("request-ids")
 
     def release_request_id(self, tenant: str, request_id: str) -> None:
         self._request_ids.delete(f"{tenant}\x00{request_id}")
+        self._checkpoints.wrote("request-ids")
 
     def lookup_request_id(self, tenant: str, request_id: str) -> str | None:
         value = self._request_ids.get(f"{tenant}\x00{request_id}")
@@ -134,10 +148,13 @@ class TaskStore:
 
     # --- page results and final results ----------------------------------------------------
 
-    def put_page(self, record: TaskRecord, page: PageResult) -> None:
-        key = f"{record.task_id}:{page.page_number}"
+    def put_page(self, record: TaskRecord, page_number: int, page_json: str) -> None:
+        """Store a page result already serialised (`PageResult.to_json`): the caller does
+        that outside the backend's lock."""
+        key = f"{record.task_id}:{page_number}"
         with writing():
-            self._pages.set(key, page.to_json(), expire=_remaining(record.expires))
+            self._pages.set(key, page_json, expire=_remaining(record.expires))
+        self._checkpoints.wrote("pages")
 
     def get_pages(self, record: TaskRecord) -> dict[int, PageResult]:
         pages = {}
@@ -154,11 +171,13 @@ class TaskStore:
     def delete_pages(self, record: TaskRecord) -> None:
         for number in record.page_numbers:
             self._pages.delete(f"{record.task_id}:{number}")
+        self._checkpoints.wrote("pages", len(record.page_numbers))
 
     def put_result(self, record: TaskRecord, result: bytes) -> None:
         sealed = _DIGEST(result).digest() + result
         with writing():
             self._results.set(record.task_id, sealed, expire=_remaining(record.expires))
+        self._checkpoints.wrote("results")
 
     def get_result(self, task_id: str) -> bytes | None:
         """The serialised result; None when absent; DamagedEntryError when it does not match
@@ -178,12 +197,18 @@ class TaskStore:
 
     def delete_result(self, task_id: str) -> None:
         self._results.delete(task_id)
+        self._checkpoints.wrote("results")
 
     # --- capacity and expiry -------------------------------------------------------------
 
     def volume(self) -> int:
-        """Bytes of the caches on disk (the documents are counted by their own store)."""
-        return int(sum(cache.volume() for cache in self._caches))
+        """Bytes of the caches on disk (the documents are counted by their own store), as
+        read at most VOLUME_MAX_AGE seconds ago."""
+        with self._volume_lock:
+            now = time.monotonic()
+            if self._volume is None or now - self._volume[0] > VOLUME_MAX_AGE:
+                self._volume = (now, int(sum(cache.volume() for cache in self._caches)))
+            return self._volume[1]
 
     def sweep(self) -> int:
         """Delete expired entries; return how many went."""
@@ -191,7 +216,9 @@ class TaskStore:
         removed = sum(_expire_all(cache, now) for cache in self._caches)
         if removed:
             for cache in self._caches:
-                _truncate_wal(Path(cache.directory) / "cache.db")
+                _truncate_wal(_database(cache))
+            with self._volume_lock:
+                self._volume = None
         return removed
 
 
@@ -208,6 +235,14 @@ def _expire_all(cache: diskcache.Cache, now: float) -> int:
     while count := int(cache.expire(now=now)):
         removed += count
     return removed
+
+
+def _name(cache: diskcache.Cache) -> str:
+    return Path(cache.directory).name
+
+
+def _database(cache: diskcache.Cache) -> Path:
+    return Path(cache.directory) / "cache.db"
 
 
 def _truncate_wal(database: Path) -> None:

@@ -1,7 +1,11 @@
 """Documents in Redis, in chunks: the cluster's DocumentStore.
 
-A document is a list of chunks of at most CHUNK_BYTES (4 MiB): one 64 MiB SET stalled every
-other client for 250 ms, a 4 MiB append costs 20-80 ms. It is written under `...:doc:part`
+A document is a list of chunks of just under CHUNK_BYTES (4 MiB): one 64 MiB SET stalled
+every other client for 250 ms, a 4 MiB append costs 20-80 ms. The sizes are cut to Redis's
+allocator: jemalloc rounds each list element up to a size class (four per power of two), so
+an element of exactly 4 MiB took 5 MiB and 4 MiB chunks cost 1.10-1.25x the documents'
+bytes; cut to fill classes (`element_sizes`) they cost 1.00x (measured in docs/scale-out.md).
+A document is written under `...:doc:part`
 and renamed into place on commit, so a reader never sees half a document; the part expires
 on its own if its writer dies. Both carry the task's absolute expiry (PEXPIREAT). The
 reference is the task id, so the document shares its task's hash tag. A worker host copies
@@ -32,6 +36,11 @@ from ocr_server.backends.redis.keys import Keys
 from ocr_server.errors import DocumentMissingError
 
 _REF = re.compile(r"[0-9a-f]{40}")
+# A list element must leave this much of its size class free for Redis's own header (16
+# bytes measured with jemalloc 5.3, Redis 7.0: a 4 MiB - 16 B element fits the 4 MiB class).
+ELEMENT_HEADROOM = 64
+ELEMENT_BYTES = CHUNK_BYTES - ELEMENT_HEADROOM
+_SPLIT_ABOVE = 64 * 1024  # a last piece smaller than this is stored as it is
 PART_TTL_MS = 3_600_000  # an abandoned upload's part lives at most an hour
 KEEP_COPIES = 4  # local copies kept once no page uses them
 KEEP_SECONDS = 300.0  # ... for at most this long
@@ -171,20 +180,27 @@ class _ChunkWriter(DocumentWriter):
 
     def _append(self, chunk: bytes) -> None:
         self._buffer += chunk
-        while len(self._buffer) >= CHUNK_BYTES:
-            self._push(bytes(self._buffer[:CHUNK_BYTES]))
-            del self._buffer[:CHUNK_BYTES]
+        while len(self._buffer) >= ELEMENT_BYTES:
+            self._push([bytes(self._buffer[:ELEMENT_BYTES])])
+            del self._buffer[:ELEMENT_BYTES]
 
-    def _push(self, chunk: bytes) -> None:
+    def _push(self, elements: list[bytes]) -> None:
         with redis_errors():
             pipe = self._client.pipeline(transaction=False)
-            pipe.rpush(self._part, chunk)
+            for element in elements:
+                pipe.rpush(self._part, element)
             pipe.pexpire(self._part, PART_TTL_MS)
             pipe.execute()
 
     def _commit(self) -> str:
         if self._buffer or self.size == 0:
-            self._push(bytes(self._buffer))
+            rest, start = memoryview(self._buffer), 0
+            elements = []
+            for size in element_sizes(len(rest)):
+                elements.append(bytes(rest[start : start + size]))
+                start += size
+            rest.release()
+            self._push(elements)
             self._buffer.clear()
         with redis_errors():
             pipe = self._client.pipeline(transaction=True)
@@ -197,3 +213,23 @@ class _ChunkWriter(DocumentWriter):
         self._buffer.clear()
         with contextlib.suppress(redis.RedisError):
             self._client.delete(self._part)
+
+
+def element_sizes(size: int) -> list[int]:
+    """How to store the last `size` bytes of a document (less than a full chunk) as list
+    elements that each fill one of jemalloc's size classes: the largest class that fits,
+    again for the rest, down to _SPLIT_ABOVE. Empty documents are one empty element."""
+    sizes = []
+    while size > _SPLIT_ABOVE:
+        element = _size_class_at_most(size + ELEMENT_HEADROOM) - ELEMENT_HEADROOM
+        sizes.append(element)
+        size -= element
+    if size or not sizes:
+        sizes.append(size)
+    return sizes
+
+
+def _size_class_at_most(size: int) -> int:
+    """The largest jemalloc size class not above `size` (classes from 2^k step by 2^(k-2))."""
+    step = 1 << (size.bit_length() - 3)
+    return size // step * step

@@ -1,23 +1,32 @@
 """Worker hosts register in Redis with a TTL'd heartbeat: front ends read who is alive
-(health SERVING only with at least one ready worker; GetCapabilities lists the profiles the
-live hosts have installed). A host that dies simply stops renewing its key."""
+(health SERVING only with at least one ready worker) and what they read (each host's
+readers: its installed profiles and the languages each reads, its Tesseract data included),
+which is what the front ends offer (`offer.py`). A host that dies simply stops renewing its
+key."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from ocr_server.backends.redis.errors import redis_errors
 from ocr_server.backends.redis.keys import Keys
+from ocr_server.languages.routing import Reader
 
 
 @dataclass(frozen=True)
 class HostInfo:
     host_id: str
     workers: int  # workers with their engine loaded
-    profiles: tuple[str, ...]  # installed on this host
+    readers: tuple[Reader, ...]  # what this host reads: its installed profiles' languages
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        return tuple(reader.profile for reader in self.readers)
 
 
 class HostRegistry:
@@ -26,9 +35,14 @@ class HostRegistry:
         self._keys = keys
 
     def register(self, info: HostInfo, ttl: float) -> None:
+        value = {
+            "host_id": info.host_id,
+            "workers": info.workers,
+            "readers": readers_to_json(info.readers),
+        }
         with redis_errors():
             pipe = self._client.pipeline(transaction=True)
-            pipe.set(self._keys.host(info.host_id), json.dumps(asdict(info)), px=int(ttl * 1000))
+            pipe.set(self._keys.host(info.host_id), json.dumps(value), px=int(ttl * 1000))
             pipe.sadd(self._keys.hosts, info.host_id)
             pipe.execute()
 
@@ -53,8 +67,44 @@ class HostRegistry:
         for value in values:
             if value is not None:
                 data = json.loads(value)
-                hosts.append(HostInfo(data["host_id"], data["workers"], tuple(data["profiles"])))
+                readers = readers_from_json(data.get("readers", []))
+                hosts.append(HostInfo(data["host_id"], data["workers"], readers))
         return hosts
+
+    def remember_offer(self, readers: Sequence[Reader]) -> None:
+        """Keep what the live hosts read, for the front ends' use while none is alive."""
+        with redis_errors():
+            self._client.set(self._keys.offer, json.dumps(readers_to_json(readers)))
+
+    def last_offer(self) -> tuple[Reader, ...] | None:
+        """What the hosts last seen alive read; None when no host was ever seen."""
+        with redis_errors():
+            value = self._client.get(self._keys.offer)
+        return None if value is None else readers_from_json(json.loads(value))
+
+
+def readers_to_json(readers: Sequence[Reader]) -> list[dict[str, Any]]:
+    return [
+        {
+            "profile": reader.profile,
+            "engine": reader.engine,
+            "reads": sorted(reader.reads),
+            "reads_well": sorted(reader.reads_well),
+        }
+        for reader in readers
+    ]
+
+
+def readers_from_json(data: list[dict[str, Any]]) -> tuple[Reader, ...]:
+    return tuple(
+        Reader(
+            str(item["profile"]),
+            str(item["engine"]),
+            frozenset(map(str, item["reads"])),
+            frozenset(map(str, item["reads_well"])),
+        )
+        for item in data
+    )
 
 
 def _text(value: bytes | str) -> str:

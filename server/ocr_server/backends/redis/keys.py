@@ -17,6 +17,7 @@ class Keys:
         self.seq = f"{prefix}:seq"
         self.watched = f"{prefix}:watched"
         self.hosts = f"{prefix}:hosts"
+        self.offer = f"{prefix}:offer"  # what the worker hosts last seen alive read
         self.work_channel = f"{prefix}:work"
 
     def task(self, task_id: str, kind: str) -> str:
