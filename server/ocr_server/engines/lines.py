@@ -178,12 +178,12 @@ class DirectPipeline:
 
 
 def _upright_box(polygon: npt.NDArray[Any]) -> tuple[int, int, int, int] | None:
-    """Top, bottom, left and right of a box that is an upright rectangle (the detector's
-    corners clockwise from top-left, or its minimum-area rectangle within
-    UPRIGHT_TOLERANCE of one); None for a turned box."""
-    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = np.asarray(polygon).tolist()
-    if y0 == y1 and y2 == y3 and x0 == x3 and x1 == x2 and x0 < x1 and y0 < y3:
-        return int(y0), int(y3), int(x0), int(x1)
+    """Top, bottom, left and right of a box whose crop by PaddleX's perspective warp is an
+    exact copy of those pixels: its minimum-area rectangle is upright (within
+    UPRIGHT_TOLERANCE) and the crop's size, which PaddleX truncates from the rectangle's
+    edge lengths, is the rectangle's own. None otherwise (turned, or an edge a few
+    ten-thousandths of a pixel short, which the warp squeezes the line into one pixel
+    fewer): such a box is warped as PaddleX warps it."""
     corners = cv2.boxPoints(cv2.minAreaRect(np.asarray(polygon).astype(np.int32)))
     xs, ys = corners[:, 0], corners[:, 1]
     left, right, top, bottom = xs.min(), xs.max(), ys.min(), ys.max()
@@ -192,7 +192,22 @@ def _upright_box(polygon: npt.NDArray[Any]) -> tuple[int, int, int, int] | None:
         near.all() and (np.minimum(np.abs(ys - top), np.abs(ys - bottom)) < UPRIGHT_TOLERANCE).all()
     ):
         return None
-    return round(top), round(bottom), round(left), round(right)
+    box = round(top), round(bottom), round(left), round(right)
+    if _warp_size(corners) != (box[3] - box[2], box[1] - box[0]):
+        return None
+    return box
+
+
+def _warp_size(corners: npt.NDArray[Any]) -> tuple[int, int]:
+    """The width and height of PaddleX's crop of a minimum-area rectangle (its
+    get_minarea_rect_crop and get_rotate_crop_image, in their float32 arithmetic)."""
+    points = sorted(corners, key=lambda point: point[0])
+    a, d = (0, 1) if points[1][1] > points[0][1] else (1, 0)
+    b, c = (2, 3) if points[3][1] > points[2][1] else (3, 2)
+    p0, p1, p2, p3 = points[a], points[b], points[c], points[d]
+    width = int(max(np.linalg.norm(p0 - p1), np.linalg.norm(p2 - p3)))
+    height = int(max(np.linalg.norm(p0 - p3), np.linalg.norm(p1 - p2)))
+    return width, height
 
 
 def ink_window(image: Image) -> tuple[int, int, int, int]:
