@@ -147,7 +147,10 @@ def _polygon(points: Any) -> Polygon:
 
 
 def _unpad(polygon: Polygon, pad: int, width: int, height: int) -> Polygon:
-    """From the padded image back onto the page, clamped to it."""
+    """From the padded image back onto the page, clamped to it (a page's lines and words
+    are nearly all on it already: given back as they are)."""
+    if not pad and all(0.0 <= x <= width and 0.0 <= y <= height for x, y in polygon):
+        return polygon
     return tuple(
         (min(max(x - pad, 0.0), float(width)), min(max(y - pad, 0.0), float(height)))
         for x, y in polygon

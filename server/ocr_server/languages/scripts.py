@@ -12,6 +12,7 @@ Two signals, both measured on rendered pages (docs/languages.md):
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -60,6 +61,7 @@ MIN_OWN_SCRIPT_SHARE = 0.5
 MIN_CONFIDENCE = {"paddleocr": 0.88, "tesseract": 0.6}
 
 
+@functools.lru_cache(maxsize=4096)  # every character read: a page has a few dozen distinct ones
 def script_of(ch: str) -> str | None:
     """The Unicode script of a letter (ISO 15924), or None for anything else."""
     if not unicodedata.category(ch).startswith("L"):
