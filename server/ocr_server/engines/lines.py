@@ -29,15 +29,6 @@ VERTICAL_ASPECT = 1.5
 # (OpenCV's corner arithmetic leaves a few ten-thousandths of a pixel).
 UPRIGHT_TOLERANCE = 0.01
 
-# The detector runs on the window of the page that holds ink: pixels darker than INK_LEVEL in
-# any channel (paper is near 255), with WINDOW_MARGIN pixels of blank context around them at
-# the detector's scale (it misses text that touches an image's border), aligned to its
-# GRID; only when that saves at least WINDOW_MIN_SAVING of the pixels.
-INK_LEVEL = 208
-WINDOW_MARGIN = 32
-GRID = 32
-WINDOW_MIN_SAVING = 0.1
-
 
 @dataclass(frozen=True)
 class LineReading:
@@ -119,24 +110,18 @@ class DirectPipeline:
         return lines
 
     def _detect(self, page: Image, side_limit: int, max_side_limit: int) -> Any:
-        """The detector's boxes on the page. It runs on the window of the scaled page that
-        holds ink (a page's blank margins are a fifth of its pixels), and its map is put
-        back in place before PaddleX's DB post-processing, which sees the whole page."""
+        """The detector's boxes on the page: PaddleX's resize and DB post-processing around
+        the model, the page normalised through look-up tables. (Detecting on only the
+        window of the page that holds ink saved 3% of a page's CPU but moved boxes by a
+        pixel or two: pdf200 CER 5.88 -> 5.89%, docs/benchmarks.md.)"""
         resized, shapes = self._det_resize(
             imgs=[page], limit_side_len=side_limit, limit_type="max", max_side_limit=max_side_limit
         )
         image = resized[0]
-        top, bottom, left, right = ink_window(image)
-        window = image[top:bottom, left:right]
-        x = np.empty((1, 3, *window.shape[:2]), dtype=np.float32)
+        x = np.empty((1, 3, *image.shape[:2]), dtype=np.float32)
         for channel, source in enumerate(self._det_channels):
-            np.take(self._det_lut[channel], window[:, :, source], out=x[0, channel])
-        (prediction, *rest) = self._det_runner(x=[x])
-        if window.shape[:2] != image.shape[:2]:
-            whole = np.zeros((*prediction.shape[:2], *image.shape[:2]), dtype=prediction.dtype)
-            whole[:, :, top:bottom, left:right] = prediction
-            prediction = whole
-        polygons, _scores = self._det_post([prediction, *rest], shapes, **self._det_params)
+            np.take(self._det_lut[channel], image[:, :, source], out=x[0, channel])
+        polygons, _scores = self._det_post(self._det_runner(x=[x]), shapes, **self._det_params)
         return polygons[0]
 
     def _crop(self, page: Image, polygon: npt.NDArray[Any]) -> Image:
@@ -208,30 +193,6 @@ def _warp_size(corners: npt.NDArray[Any]) -> tuple[int, int]:
     width = int(max(np.linalg.norm(p0 - p1), np.linalg.norm(p2 - p3)))
     height = int(max(np.linalg.norm(p0 - p3), np.linalg.norm(p1 - p2)))
     return width, height
-
-
-def ink_window(image: Image) -> tuple[int, int, int, int]:
-    """Top, bottom, left and right of the part of a (scaled) page the detector needs to see:
-    the rows and columns with ink in them, with WINDOW_MARGIN pixels of their surroundings,
-    on the detector's 32-pixel grid (so that the network sees every pixel as it would in
-    the whole page). The whole image when the window would not save WINDOW_MIN_SAVING of it:
-    a blank page, a scan with dark borders, a photo."""
-    height, width = image.shape[:2]
-    whole = (0, height, 0, width)
-    if image.ndim != 3 or height % GRID or width % GRID:
-        return whole
-    darkest = cv2.min(cv2.min(image[:, :, 0], image[:, :, 1]), image[:, :, 2])
-    rows = np.flatnonzero(cv2.reduce(darkest, 1, cv2.REDUCE_MIN).ravel() < INK_LEVEL)
-    columns = np.flatnonzero(cv2.reduce(darkest, 0, cv2.REDUCE_MIN).ravel() < INK_LEVEL)
-    if rows.size == 0:
-        return whole
-    top = max(0, (int(rows[0]) - WINDOW_MARGIN) // GRID * GRID)
-    bottom = min(height, -(-(int(rows[-1]) + 1 + WINDOW_MARGIN) // GRID) * GRID)
-    left = max(0, (int(columns[0]) - WINDOW_MARGIN) // GRID * GRID)
-    right = min(width, -(-(int(columns[-1]) + 1 + WINDOW_MARGIN) // GRID) * GRID)
-    if (bottom - top) * (right - left) > (1 - WINDOW_MIN_SAVING) * height * width:
-        return whole
-    return top, bottom, left, right
 
 
 def _channel_order(model_format: str) -> list[int]:
