@@ -229,3 +229,46 @@ def test_hocr_and_alto_of_a_page_without_text_are_valid() -> None:
         )
         is not None
     )
+
+
+def _text_page(pdf: pikepdf.Pdf, content: bytes, *, in_form: bool = False) -> None:
+    """A US Letter page showing `content` with Helvetica, directly or from a form XObject."""
+    pdf.add_blank_page(page_size=(612, 792))
+    page = pdf.pages[-1]
+    font = pikepdf.Dictionary(
+        Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+    )
+    fonts = pikepdf.Dictionary(F1=font)
+    if not in_form:
+        page.obj.Resources = pikepdf.Dictionary(Font=fonts)
+        page.obj.Contents = pdf.make_stream(content)
+        return
+    form = pdf.make_stream(content)
+    form.Type, form.Subtype = pikepdf.Name.XObject, pikepdf.Name.Form
+    form.BBox, form.Resources = [0, 0, 612, 792], pikepdf.Dictionary(Font=fonts)
+    page.obj.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Fm1=form))
+    page.obj.Contents = pdf.make_stream(b"q /Fm1 Do Q")
+
+
+def test_pages_with_their_own_text_get_no_second_layer(tmp_path: Path) -> None:
+    """Born-digital pages (text shown directly or from a form XObject) keep their own text
+    alone; a page of graphics and an empty string get the recognised words; our own output,
+    submitted again, is not layered twice."""
+    document = tmp_path / "in.pdf"
+    with pikepdf.new() as source:
+        _text_page(source, b"BT /F1 24 Tf 72 700 Td (Original words) Tj ET")
+        _text_page(source, b"BT /F1 24 Tf 72 700 Td [(Form) -250 (words)] TJ ET", in_form=True)
+        _text_page(source, b"0 0 m 100 100 l S BT /F1 24 Tf ( ) Tj ET")
+        source.save(document)
+    dpi = 100
+    width, height = round(612 * dpi / 72), round(792 * dpi / 72)
+    result = ocr_pb2.OcrResult(pages=[_page(n, width, height, dpi, WORDS) for n in (1, 2, 3)])
+    output = tmp_path / "out.pdf"
+    pdf.render(result, _source(document, "pdf"), output, lambda n: (200.0, 200.0))
+    texts = [[w[0] for w in pdftotext_words(output, page=n)] for n in (1, 2, 3)]
+    assert texts[0] == ["Original", "words"]
+    assert texts[1] == ["Form", "words"]
+    assert texts[2] == [w[0] for w in WORDS]
+    again = tmp_path / "again.pdf"
+    pdf.render(result, _source(output, "pdf"), again, lambda n: (200.0, 200.0))
+    assert [w[0] for w in pdftotext_words(again, page=3)] == [w[0] for w in WORDS]

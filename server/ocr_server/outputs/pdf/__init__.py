@@ -3,8 +3,9 @@
 For a PDF, the original file is opened with pikepdf (qpdf) and every page is kept as it is:
 vector text, images, page boxes, rotation, annotations, outlines. Only a form XObject holding
 the recognised words is added to each recognised page, drawn first (under the page's own
-content), as OCRmyPDF grafts its text layer. For an image, the pages are made by img2pdf
-(images.py). Pages that `settings.pages` left out are kept, without text.
+content), as OCRmyPDF grafts its text layer; a page that already shows text (born-digital, or
+OCRed before) keeps its own and gets none (existing.py). For an image, the pages are made by
+img2pdf (images.py). Pages that `settings.pages` left out are kept, without text.
 
 Recognised coordinates are pixels of the page image as the worker saw it: for a PDF, the
 page's MediaBox as poppler rasterises it, turned by /Rotate; for an image, the whole image,
@@ -21,6 +22,7 @@ import pikepdf
 from ocr.v1 import ocr_pb2
 from ocr_server.documents import RASTERISE_CROPBOX
 from ocr_server.outputs.layout import words_of
+from ocr_server.outputs.pdf.existing import has_text
 from ocr_server.outputs.pdf.font import add_font
 from ocr_server.outputs.pdf.images import Resolution, image_pdf
 from ocr_server.outputs.pdf.textlayer import FONT_RESOURCE, PageTransform, text_layer
@@ -49,7 +51,9 @@ def render(
         font = add_font(pdf)
         for page in result.pages:
             if 1 <= page.page_number <= len(pdf.pages):
-                _graft(pdf, pdf.pages[page.page_number - 1], page, font)
+                target = pdf.pages[page.page_number - 1]
+                if source.document_type != "pdf" or not has_text(target):
+                    _graft(pdf, target, page, font)
         pdf.docinfo[pikepdf.Name.Producer] = f"{source.engine} with pikepdf"
         pdf.save(
             output, compress_streams=True, object_stream_mode=pikepdf.ObjectStreamMode.generate
