@@ -158,11 +158,19 @@ def test_workers_are_recycled(make_fake_server) -> None:  # type: ignore[no-unty
     with server.client() as client:
         task = client.submit(blank(pages=8))
         assert client.wait(task.task_id, timeout=60).state == COMPLETED
-    wait_for(lambda: len(server.worker_pids()) == 2)
-    after = set(server.worker_pids())
-    assert not before & after
-    # a replacement sets its policy first thing once its interpreter is up
-    wait_for(lambda: all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in after))
+
+    def replaced_and_idle() -> bool:
+        # A worker that read its second page is still on its way out when the task
+        # completes: read the list again until two fresh workers stand, each under
+        # SCHED_IDLE (a replacement sets its policy first thing once its interpreter is up).
+        pids = set(server.worker_pids())
+        try:
+            idle = all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in pids)
+        except ProcessLookupError:
+            return False  # recycled while we looked
+        return len(pids) == 2 and not before & pids and idle
+
+    wait_for(replaced_and_idle)
 
 
 def test_full_queue_and_full_store_refuse_submit(make_fake_server) -> None:  # type: ignore[no-untyped-def]
