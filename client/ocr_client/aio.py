@@ -165,7 +165,7 @@ class AsyncOcrClient:
                     yield response.task
                 return
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures >= calls.WATCH_RESUMES:
+                if not calls.resumes_watch(exc, failures):
                     raise from_rpc_error(exc) from exc
                 failures += 1
             finally:

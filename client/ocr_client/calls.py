@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import grpc
+
 from ocr.v1 import ocr_pb2
 from ocr_client.errors import ExportError
 
@@ -76,6 +78,12 @@ WATCH_RESUMES = 8
 """A watch cut by UNAVAILABLE (its front end restarted or died; another behind the same
 address takes over) is opened again this often in a row; the new stream starts with the task
 as it is then, so a state may repeat but the end is never missed."""
+
+
+def resumes_watch(error: grpc.RpcError, failures: int) -> bool:
+    """Whether a watch cut by `error`, already opened again `failures` times in a row, is
+    opened again (UNAVAILABLE only, at most WATCH_RESUMES times); else the error is raised."""
+    return bool(error.code() == grpc.StatusCode.UNAVAILABLE and failures < WATCH_RESUMES)
 
 
 def resume_pause(failures: int) -> float:
